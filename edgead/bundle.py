@@ -1,0 +1,327 @@
+"""The bundle format: a folder with ``edgead.json`` (the manifest) and artefact files.
+
+Manifest layout (JSON, no pickle anywhere)::
+
+    {"schema_version": 1, "edgead_version": "0.1.0", "task": ..., "model": {...},
+     "input": {...}, "outputs": {...},
+     "artefacts": {"onnx": {"file": "model.onnx", "sha256": ..., "bytes": ...,
+                            "precision": "fp32", ...},
+                   "openvino": {"file": "model.xml", "extra_files": ["model.bin"], ...}},
+     "files": {"model.onnx": {"sha256": ..., "bytes": ...}, ...}}
+
+``files`` lists every file in the bundle with its checksum; an artefact's ``file`` (and its
+``extra_files``, such as OpenVINO's .bin) must be among them. Bundles are written into a
+temporary sibling folder and renamed into place, so readers never see half a bundle.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+
+from . import __version__
+
+SCHEMA_VERSION = 1
+MANIFEST = "edgead.json"
+REQUIRED_KEYS = ("schema_version", "task", "model", "input", "outputs", "artefacts",
+                 "edgead_version")
+_CHUNK = 1 << 20
+
+
+class BundleError(ValueError):
+    """A bundle is missing, malformed, corrupted or cannot be written."""
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------- writing
+
+def write_bundle(out_dir: str | os.PathLike, manifest: Mapping,
+                 files: Mapping[str, str | os.PathLike]) -> Path:
+    """Write a complete bundle at `out_dir` atomically and return its path.
+
+    `files` maps names inside the bundle to source files. Each ``manifest["artefacts"]``
+    entry names its ``file`` (and optional ``extra_files``) among them; checksums and sizes
+    are filled in, other keys are kept. An existing bundle at `out_dir` is replaced only once
+    the new one is complete; a non-empty folder that is not a bundle is never touched.
+    """
+    out = Path(out_dir).absolute()
+    manifest = _prepare_manifest(manifest, files)
+    sources = {_safe_name(n, "files"): Path(src) for n, src in files.items()}
+    for name, src in sources.items():
+        if not src.is_file():
+            raise BundleError(f"cannot write bundle {str(out)!r}: source file {str(src)!r} "
+                              f"(for {name!r}) does not exist")
+    _check_target(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        os.chmod(tmp, 0o755)
+        table = {}
+        for name, src in sorted(sources.items()):
+            dst = tmp / name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            table[name] = _copy_file(src, dst)
+        manifest["files"] = table
+        for art in manifest["artefacts"].values():
+            art.update(table[art["file"]])
+        _write_json(tmp / MANIFEST, manifest)
+        _fsync_dir(tmp)
+        _swap_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def add_artefacts(bundle_dir: str | os.PathLike, target: str,
+                  files: Mapping[str, str | os.PathLike], artefact_meta: Mapping | None = None,
+                  manifest: Mapping | None = None) -> Path:
+    """Add (or replace) one target's artefact files in a bundle, keeping the other targets.
+
+    `artefact_meta` is the target's manifest entry (``file``, ``extra_files``, ``precision``
+    ...); ``file`` may be left out when `files` has one entry. If the bundle does not exist
+    yet, `manifest` is the base manifest to create it with; if it exists, the top-level keys
+    of `manifest` (if given) update it. The whole bundle is rewritten atomically.
+    """
+    bundle = Path(bundle_dir)
+    meta = dict(artefact_meta or {})
+    if "file" not in meta:
+        if len(files) != 1:
+            raise BundleError(f"add_artefacts({target!r}): several files {sorted(files)} given; "
+                              "say which one is the artefact with artefact_meta['file']")
+        meta["file"] = next(iter(files))
+    if (bundle / MANIFEST).is_file():
+        base = load_manifest(bundle, verify=True)
+        existing = {n: bundle / n for n in base.get("files", {})}
+    elif manifest is None:
+        raise BundleError(f"{str(bundle)!r} is not a bundle yet: pass manifest=... to create it "
+                          "(or use write_bundle)")
+    else:
+        base, existing = {"artefacts": {}}, {}
+    for key, value in (manifest or {}).items():
+        if key not in ("artefacts", "files", "schema_version"):
+            base[key] = copy.deepcopy(value)
+
+    artefacts = base.setdefault("artefacts", {})
+    old_target = artefacts.pop(target, None)
+    owned = {n: t for t, a in artefacts.items() for n in _artefact_files(a)}
+    clash = sorted(n for n in files if n in owned)
+    if clash:
+        raise BundleError(f"cannot add target {target!r} to {str(bundle)!r}: file(s) {clash} "
+                          f"already belong to target(s) {sorted({owned[n] for n in clash})}; "
+                          "use other file names")
+    stale = set(_artefact_files(old_target)) - set(owned) if old_target else set()
+    union = {n: p for n, p in existing.items() if n not in stale}
+    union.update(files)
+    artefacts[target] = meta
+    base.pop("files", None)
+    return write_bundle(bundle, base, union)
+
+
+def _prepare_manifest(manifest: Mapping, files: Mapping) -> dict:
+    """Deep, JSON-checked copy of the caller's manifest with the fixed keys filled in."""
+    try:
+        m = json.loads(json.dumps(dict(manifest)))
+    except (TypeError, ValueError) as exc:
+        raise BundleError(f"bundle manifest is not JSON-serialisable: {exc}") from exc
+    m["schema_version"] = SCHEMA_VERSION
+    m.setdefault("edgead_version", __version__)
+    missing = [k for k in REQUIRED_KEYS if k not in m]
+    if missing:
+        raise BundleError(f"bundle manifest lacks required key(s) {missing}")
+    arts = m["artefacts"]
+    if not isinstance(arts, dict) or not arts:
+        raise BundleError("bundle manifest needs at least one entry in 'artefacts' "
+                          "({target: {'file': name, ...}})")
+    for target, art in arts.items():
+        if not isinstance(art, dict) or "file" not in art:
+            raise BundleError(f"manifest artefact {target!r} needs a 'file' entry")
+        for name in _artefact_files(art):
+            if name not in files:
+                raise BundleError(f"manifest artefact {target!r} refers to {name!r}, "
+                                  f"which is not among the files given: {sorted(files)}")
+    return m
+
+
+def _check_target(out: Path) -> None:
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise BundleError(f"cannot write bundle: {str(out)!r} exists and is not a folder")
+    if out.is_dir() and not (out / MANIFEST).is_file() and any(out.iterdir()):
+        raise BundleError(f"refusing to replace {str(out)!r}: it holds files but no {MANIFEST}, "
+                          "so it is not an edgead bundle; choose another output folder or "
+                          "empty it yourself")
+
+
+def _copy_file(src: Path, dst: Path) -> dict:
+    """Copy src to dst, fsync it, and return its {"sha256", "bytes"} (hashing what was written)."""
+    h, size = hashlib.sha256(), 0
+    with open(src, "rb") as fi, open(dst, "xb") as fo:
+        for chunk in iter(lambda: fi.read(_CHUNK), b""):
+            fo.write(chunk)
+            h.update(chunk)
+            size += len(chunk)
+        fo.flush()
+        os.fsync(fo.fileno())
+    return {"sha256": h.hexdigest(), "bytes": size}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    with open(path, "x", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open folders
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Rename the finished `tmp` to `out`; an old bundle (or empty folder) is moved aside first
+    and deleted after, or moved back if the final rename fails."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.rmdir(old)
+        os.rename(out, old)
+    try:
+        os.rename(tmp, out)
+    except BaseException:
+        if old is not None:
+            os.rename(old, out)
+        raise
+    _fsync_dir(out.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- reading
+
+def load_manifest(bundle_dir: str | os.PathLike, verify: bool = True) -> dict:
+    """Read and check a bundle's manifest; with `verify`, check every file's size and sha256."""
+    bundle = Path(bundle_dir)
+    if bundle.name == MANIFEST and bundle.is_file():
+        bundle = bundle.parent
+    if not bundle.exists():
+        raise BundleError(f"bundle folder {str(bundle)!r} does not exist: export a model first "
+                          "or check the path")
+    if not bundle.is_dir():
+        raise BundleError(f"{str(bundle)!r} is a file, not a bundle folder")
+    path = bundle / MANIFEST
+    if not path.is_file():
+        raise BundleError(f"{str(bundle)!r} is not an edgead bundle: {MANIFEST} is missing; "
+                          "re-export the bundle")
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{str(path)!r} is not valid JSON ({exc}); re-export the bundle") from exc
+    if not isinstance(m, dict):
+        raise BundleError(f"{str(path)!r} should hold a JSON object; re-export the bundle")
+    _check_schema(m, path)
+    missing = [k for k in REQUIRED_KEYS if k not in m]
+    if missing:
+        raise BundleError(f"{str(path)!r} lacks required key(s) {missing}; re-export the bundle")
+    _check_entries(m, path)
+    if verify:
+        verify_files(bundle, m)
+    return m
+
+
+def _check_schema(m: dict, path: Path) -> None:
+    v = m.get("schema_version")
+    if v is None:
+        raise BundleError(f"{str(path)!r} has no schema_version: it was not written by edgead")
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise BundleError(f"{str(path)!r} has an unknown schema_version {v!r}; "
+                          f"this edgead reads schema {SCHEMA_VERSION}")
+    if v > SCHEMA_VERSION:
+        raise BundleError(f"bundle schema {v} is newer than this edgead supports "
+                          f"({SCHEMA_VERSION}): upgrade edgead (bundle: {str(path.parent)!r})")
+
+
+def _check_entries(m: dict, path: Path) -> None:
+    files = m.setdefault("files", {})
+    arts = m["artefacts"]
+    if not isinstance(arts, dict) or not isinstance(files, dict):
+        raise BundleError(f"{str(path)!r}: 'artefacts' and 'files' must be JSON objects")
+    for name, entry in files.items():
+        _safe_name(name, str(path))
+        if not isinstance(entry, dict) or not {"sha256", "bytes"} <= entry.keys():
+            raise BundleError(f"{str(path)!r}: file entry {name!r} needs sha256 and bytes")
+    for target, art in arts.items():
+        if not isinstance(art, dict) or not isinstance(art.get("file"), str):
+            raise BundleError(f"{str(path)!r}: artefact {target!r} needs a 'file' entry")
+        for name in _artefact_files(art):
+            _safe_name(name, str(path))
+            if name not in files and name == art["file"] and "sha256" in art:
+                files[name] = {"sha256": art["sha256"], "bytes": art.get("bytes")}
+            if name not in files:
+                raise BundleError(f"{str(path)!r}: artefact {target!r} file {name!r} has no "
+                                  "checksum entry; re-export the bundle")
+
+
+def verify_files(bundle_dir: str | os.PathLike, manifest: dict) -> None:
+    """Check that every file listed in the manifest exists with its recorded size and sha256."""
+    bundle = Path(bundle_dir)
+    owners = {n: t for t, a in manifest.get("artefacts", {}).items() for n in _artefact_files(a)}
+    for name, entry in manifest.get("files", {}).items():
+        p = bundle / name
+        what = f"file {name!r}" + (f" (target {owners[name]!r})" if name in owners else "")
+        fix = "re-export the bundle"
+        if not p.is_file():
+            raise BundleError(f"bundle {str(bundle)!r}: {what} is missing; {fix}")
+        size = p.stat().st_size
+        if entry.get("bytes") is not None and size != entry["bytes"]:
+            kind = "truncated" if size < entry["bytes"] else "larger than recorded"
+            raise BundleError(f"bundle {str(bundle)!r}: {what} is {kind} ({size} bytes, manifest "
+                              f"says {entry['bytes']}); {fix}")
+        if sha256_file(p) != entry["sha256"]:
+            raise BundleError(f"bundle {str(bundle)!r}: {what} does not match its sha256 "
+                              f"(modified or corrupted); {fix}")
+
+
+def artefact_path(bundle_dir: str | os.PathLike, manifest: Mapping, target: str) -> Path:
+    """Path of `target`'s main artefact file (e.g. the .xml for "openvino")."""
+    arts = manifest.get("artefacts", {})
+    if target not in arts:
+        have = ", ".join(sorted(arts)) or "none"
+        raise BundleError(f"bundle {str(bundle_dir)!r} has no {target!r} artefact (it has: "
+                          f"{have}); export it into this bundle with --target {target}")
+    return Path(bundle_dir) / _safe_name(arts[target]["file"], str(bundle_dir))
+
+
+def _artefact_files(art: Mapping) -> list[str]:
+    return [art["file"], *art.get("extra_files", [])]
+
+
+def _safe_name(name: str, where: str) -> str:
+    """Reject names that would leave the bundle folder (absolute, '..', backslashes)."""
+    parts = PurePosixPath(name).parts if isinstance(name, str) and name else ()
+    if (not parts or "\\" in name or name.startswith("/") or ".." in parts
+            or parts[0] == MANIFEST):
+        raise BundleError(f"{where}: invalid file name {name!r} in bundle (must be a relative "
+                          f"path inside the bundle, not {MANIFEST})")
+    return name

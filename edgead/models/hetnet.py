@@ -1,0 +1,237 @@
+"""HetNet-lite: noise-fusion distillation with a frozen EfficientNet-Lite0 teacher.
+
+Two small students learn the teacher's multi-scale features on normal images:
+- a regression student predicts the stride-8 and stride-16 teacher features from the
+  stride-4 ones (it never saw defects, so it mispredicts them);
+- a denoising student restores stride-8 fused teacher features whose training inputs had
+  random patches corrupted with local multivariate Gaussian noise (per-location covariance
+  of normal features), so at test time it pulls defective features back toward normal.
+Anomaly map = teacher-student discrepancies, each divided by its mean on normal data,
+averaged over scales and students (stride 8). The graph outputs it raw; blur and pooling
+happen in `edgead.postprocess`."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .efficientnet_lite import TAP_CHANNELS, efficientnet_lite0
+from ..progress import progress_bar
+
+C4, C8, C16 = TAP_CHANNELS[4], TAP_CHANNELS[8], TAP_CHANNELS[16]
+CF = C4 + C8 + C16  # fused stride-8 features
+
+
+@dataclass
+class HetNetConfig:
+    width: int = 64  # student width
+    steps: int = 1500
+    batch_size: int = 8
+    lr: float = 2e-3
+    noise_prob: float = 0.5  # fraction of each image's grid hit by noise patches (upper bound)
+    noise_scale: tuple[float, float] = (0.5, 2.0)
+    cov_shrink: float = 0.1
+
+
+def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class Standardize(nn.Module):
+    """Per-channel (x - mean) / std with statistics of normal training features."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(1, channels, 1, 1))
+        self.register_buffer("std", torch.ones(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    @torch.no_grad()
+    def fit(self, feats: torch.Tensor) -> None:
+        self.mean.copy_(feats.mean((0, 2, 3), keepdim=True))
+        self.std.copy_(feats.std((0, 2, 3), keepdim=True).clamp_min(1e-4))
+
+
+class RegressionStudent(nn.Module):
+    """Stride-4 teacher features -> predicted stride-8 and stride-16 teacher features."""
+
+    def __init__(self, w: int):
+        super().__init__()
+        self.down8 = nn.Sequential(conv_bn(C4, w, 3, 2), conv_bn(w, w))
+        self.head8 = nn.Conv2d(w, C8, 1)
+        self.down16 = nn.Sequential(conv_bn(w, 2 * w, 3, 2), conv_bn(2 * w, 2 * w))
+        self.head16 = nn.Conv2d(2 * w, C16, 1)
+
+    def forward(self, f4: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h8 = self.down8(f4)
+        return self.head8(h8), self.head16(self.down16(h8))
+
+
+class DenoisingStudent(nn.Module):
+    """Fused stride-8 features -> restored features, through a stride-16 bottleneck."""
+
+    def __init__(self, w: int):
+        super().__init__()
+        self.enc = nn.Sequential(conv_bn(CF, w, 1), conv_bn(w, 2 * w, 3, 2), conv_bn(2 * w, 2 * w))
+        self.dec = nn.Sequential(conv_bn(2 * w + w, w, 3), nn.Conv2d(w, CF, 1))
+        self.skip = conv_bn(CF, w, 1)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        z = F.interpolate(self.enc(f), size=f.shape[-2:], mode="nearest")
+        # The skip path sees a heavily pooled view only, so identity is not learnable.
+        s = self.skip(F.avg_pool2d(f, 5, 1, 2, count_include_pad=False))
+        return self.dec(torch.cat([z, s], 1))
+
+
+class HetNetLite(nn.Module):
+    outputs = ("anomaly_map",)
+
+    def __init__(self, config: HetNetConfig | None = None, pretrained: bool = True):
+        super().__init__()
+        self.config = config or HetNetConfig()
+        self.teacher = efficientnet_lite0(pretrained=pretrained, truncate_after=10)
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.norm4, self.norm8, self.norm16 = Standardize(C4), Standardize(C8), Standardize(C16)
+        self.norm_fused = Standardize(CF)
+        self.regressor = RegressionStudent(self.config.width)
+        self.denoiser = DenoisingStudent(self.config.width)
+        self.register_buffer("map_scale", torch.ones(3))
+
+    def teacher_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self.teacher.eval()
+        with torch.no_grad():
+            f4, f8, f16 = self.teacher.features(x, (4, 8, 16))
+        return f4, f8, f16
+
+    def fuse(self, f4n: torch.Tensor, f8n: torch.Tensor, f16n: torch.Tensor) -> torch.Tensor:
+        size = f8n.shape[-2:]
+        return torch.cat([F.avg_pool2d(f4n, 2), f8n, F.interpolate(f16n, size=size, mode="bilinear", align_corners=False)], 1)
+
+    def discrepancies(self, f4: torch.Tensor, f8: torch.Tensor, f16: torch.Tensor) -> torch.Tensor:
+        """(N, 3, h8, w8): regression@8, regression@16 (upsampled), denoising@8, unscaled."""
+        f4n, f8n, f16n = self.norm4(f4), self.norm8(f8), self.norm16(f16)
+        p8, p16 = self.regressor(f4n)
+        fused = self.norm_fused(self.fuse(f4n, f8n, f16n))
+        d8 = ((p8 - f8n) ** 2).mean(1, keepdim=True)
+        d16 = F.interpolate(((p16 - f16n) ** 2).mean(1, keepdim=True), size=f8.shape[-2:], mode="bilinear", align_corners=False)
+        dd = ((self.denoiser(fused) - fused) ** 2).mean(1, keepdim=True)
+        return torch.cat([d8, d16, dd], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = self.discrepancies(*self.teacher_features(x))
+        return (d / self.map_scale.view(1, 3, 1, 1)).mean(1, keepdim=True)
+
+
+class LocalGaussian:
+    """Per-location Gaussian of normal fused features; samples noise shaped like local variation."""
+
+    def __init__(self, feats: torch.Tensor, shrink: float):
+        n, c, h, w = feats.shape
+        x = feats.permute(2, 3, 0, 1).reshape(h * w, n, c)
+        xc = x - x.mean(1, keepdim=True)
+        cov = xc.transpose(1, 2) @ xc / max(n - 1, 1)
+        eye = torch.eye(c).expand_as(cov)
+        diag = torch.diagonal(cov, dim1=1, dim2=2).mean(1).view(-1, 1, 1)
+        cov = (1 - shrink) * cov + shrink * diag * eye + 1e-4 * eye
+        self.chol = torch.linalg.cholesky(cov)  # (hw, c, c)
+        self.h, self.w, self.c = h, w, c
+
+    def sample(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        z = torch.randn(self.h * self.w, self.c, n, generator=gen)
+        return (self.chol @ z).permute(2, 1, 0).reshape(n, self.c, self.h, self.w)
+
+
+def patch_mask(n: int, h: int, w: int, max_frac: float, gen: torch.Generator) -> torch.Tensor:
+    """(n, 1, h, w) masks made of random rectangles covering up to `max_frac` of the grid."""
+    m = torch.zeros(n, 1, h, w)
+    for i in range(n):
+        target = float(torch.rand(1, generator=gen)) * max_frac * h * w
+        while float(m[i].sum()) < target:
+            ph = int(torch.randint(1, max(2, h // 4) + 1, (1,), generator=gen))
+            pw = int(torch.randint(1, max(2, w // 4) + 1, (1,), generator=gen))
+            y = int(torch.randint(0, h - ph + 1, (1,), generator=gen))
+            x = int(torch.randint(0, w - pw + 1, (1,), generator=gen))
+            m[i, :, y : y + ph, x : x + pw] = 1
+    return m
+
+
+def extract(model: HetNetLite, images: np.ndarray, batch: int = 16, desc: str = "teacher features") -> list[torch.Tensor]:
+    outs: list[list[torch.Tensor]] = [[], [], []]
+    for i in progress_bar(range(0, len(images), batch), desc=desc):
+        for o, f in zip(outs, model.teacher_features(torch.from_numpy(images[i : i + batch]))):
+            o.append(f)
+    return [torch.cat(o) for o in outs]
+
+
+def fit(model: HetNetLite, images: np.ndarray, seed: int = 0) -> dict:
+    """Train both students on normal images (N, 3, H, W) float32; returns a training log."""
+    cfg = model.config
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    f4, f8, f16 = extract(model, images)
+    model.norm4.fit(f4), model.norm8.fit(f8), model.norm16.fit(f16)
+    with torch.no_grad():
+        fused_all = model.fuse(model.norm4(f4), model.norm8(f8), model.norm16(f16))
+    model.norm_fused.fit(fused_all)
+    fused_all = model.norm_fused(fused_all)
+    noise = LocalGaussian(fused_all, cfg.cov_shrink)
+    params = list(model.regressor.parameters()) + list(model.denoiser.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    model.regressor.train(), model.denoiser.train()
+    n, losses = len(images), []
+    bar = progress_bar(range(cfg.steps), desc="training students")
+    for step in bar:
+        idx = torch.randint(0, n, (min(cfg.batch_size, n),), generator=gen)
+        b4, b8, b16 = model.norm4(f4[idx]), model.norm8(f8[idx]), model.norm16(f16[idx])
+        clean = fused_all[idx]
+        p8, p16 = model.regressor(b4)
+        loss_r = F.mse_loss(p8, b8) + F.mse_loss(p16, b16)
+        m = patch_mask(len(idx), clean.shape[2], clean.shape[3], cfg.noise_prob, gen)
+        lo, hi = cfg.noise_scale
+        scale = lo + (hi - lo) * torch.rand(len(idx), 1, 1, 1, generator=gen)
+        noisy = clean + m * scale * noise.sample(len(idx), gen)
+        loss_d = F.mse_loss(model.denoiser(noisy), clean)
+        loss = loss_r + loss_d
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(float(loss))
+        if step % 50 == 0 and hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+    model.eval()
+    with torch.no_grad():
+        d = torch.cat([model.discrepancies(f4[i : i + 32], f8[i : i + 32], f16[i : i + 32]) for i in range(0, n, 32)])
+        model.map_scale.copy_(d.mean((0, 2, 3)).clamp_min(1e-8))
+    return {"final_loss": float(np.mean(losses[-50:])), "steps": cfg.steps, "map_scale": model.map_scale.tolist()}
+
+
+def count_flops(module: nn.Module, *inputs: torch.Tensor) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        module(*inputs)
+    return int(fc.get_total_flops())
+
+
+def complexity(model: HetNetLite, height: int, width: int) -> dict:
+    """Parameters and FLOPs (2 x multiply-adds) of the teacher and of the students."""
+    x = torch.zeros(1, 3, height, width)
+    f4, f8, f16 = model.teacher_features(x)
+    fused = model.fuse(f4, f8, f16)
+    params = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    return {
+        "teacher_params": params(model.teacher),
+        "teacher_flops": count_flops(lambda t: model.teacher.features(t, (4, 8, 16)), x),
+        "student_params": params(model.regressor) + params(model.denoiser),
+        "student_flops": count_flops(model.regressor, f4) + count_flops(model.denoiser, fused),
+        "total_flops": count_flops(model, x),
+    }
