@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from . import __version__
+from .atomic import fsync_dir as _fsync_dir, swap_into_place as _swap_into_place, write_json as _write_json
 
 SCHEMA_VERSION = 1
 MANIFEST = "edgead.json"
@@ -176,46 +177,6 @@ def _copy_file(src: Path, dst: Path) -> dict:
         fo.flush()
         os.fsync(fo.fileno())
     return {"sha256": h.hexdigest(), "bytes": size}
-
-
-def _write_json(path: Path, data: dict) -> None:
-    with open(path, "x", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open folders
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished `tmp` to `out`; an old bundle (or empty folder) is moved aside first
-    and deleted after, or moved back if the final rename fails."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.rmdir(old)
-        os.rename(out, old)
-    try:
-        os.rename(tmp, out)
-    except BaseException:
-        if old is not None:
-            os.rename(old, out)
-        raise
-    _fsync_dir(out.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------- reading

@@ -1,0 +1,18 @@
+"""Model registry (torch only). Each model module provides `Config`, `Model`, `fit` and `complexity`.
+
+`Model.forward(image (N, 3, H, W)) -> anomaly_map (N, 1, h, w)`, raw and low resolution;
+`edgead.postprocess` does the rest, the same for every model."""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+MODELS: dict[str, tuple[str, str]] = {
+    "hetnet": ("edgead.models.hetnet", "distilled students on a pretrained teacher; the general default (accurate maps, mid-size)"),
+}
+
+
+def get(name: str) -> ModuleType:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    return importlib.import_module(MODELS[name][0])

@@ -37,8 +37,13 @@ class HetNetConfig:
     cov_shrink: float = 0.1
 
 
-def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+def conv_bn(cin: int, cout: int, k: int = 1, stride: int = 1, groups: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+def sep_conv(cin: int, cout: int, stride: int = 1, k: int = 5) -> nn.Sequential:
+    """Depthwise k x k + pointwise: a wide receptive field for few FLOPs."""
+    return nn.Sequential(conv_bn(cin, cin, k, stride, groups=cin), conv_bn(cin, cout))
 
 
 class Standardize(nn.Module):
@@ -58,14 +63,34 @@ class Standardize(nn.Module):
         self.std.copy_(feats.std((0, 2, 3), keepdim=True).clamp_min(1e-4))
 
 
+class Whiten(nn.Module):
+    """Squared Mahalanobis norm of residuals, (r^T S^-1 r) / C, with S the normal residual covariance."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.register_buffer("weight", torch.eye(channels))
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        w = F.conv2d(r, self.weight[:, :, None, None])
+        return (w * w).mean(1, keepdim=True)
+
+    @torch.no_grad()
+    def fit(self, residuals: torch.Tensor, shrink: float) -> None:
+        x = residuals.permute(0, 2, 3, 1).reshape(-1, residuals.shape[1]).double()
+        cov = torch.cov(x.T)
+        cov = (1 - shrink) * cov + shrink * torch.diagonal(cov).mean() * torch.eye(len(cov), dtype=cov.dtype)
+        vals, vecs = torch.linalg.eigh(cov)
+        self.weight.copy_((vecs @ torch.diag(vals.clamp_min(1e-8).rsqrt()) @ vecs.T).float())
+
+
 class RegressionStudent(nn.Module):
     """Stride-4 teacher features -> predicted stride-8 and stride-16 teacher features."""
 
     def __init__(self, w: int):
         super().__init__()
-        self.down8 = nn.Sequential(conv_bn(C4, w, 3, 2), conv_bn(w, w))
+        self.down8 = nn.Sequential(conv_bn(C4, w), sep_conv(w, w, 2), sep_conv(w, w))
         self.head8 = nn.Conv2d(w, C8, 1)
-        self.down16 = nn.Sequential(conv_bn(w, 2 * w, 3, 2), conv_bn(2 * w, 2 * w))
+        self.down16 = nn.Sequential(sep_conv(w, 2 * w, 2), sep_conv(2 * w, 2 * w))
         self.head16 = nn.Conv2d(2 * w, C16, 1)
 
     def forward(self, f4: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,9 +103,9 @@ class DenoisingStudent(nn.Module):
 
     def __init__(self, w: int):
         super().__init__()
-        self.enc = nn.Sequential(conv_bn(CF, w, 1), conv_bn(w, 2 * w, 3, 2), conv_bn(2 * w, 2 * w))
-        self.dec = nn.Sequential(conv_bn(2 * w + w, w, 3), nn.Conv2d(w, CF, 1))
-        self.skip = conv_bn(CF, w, 1)
+        self.enc = nn.Sequential(conv_bn(CF, w), sep_conv(w, 2 * w, 2), sep_conv(2 * w, 2 * w), sep_conv(2 * w, 2 * w))
+        self.skip = conv_bn(CF, w)
+        self.dec = nn.Sequential(conv_bn(3 * w, w), sep_conv(w, w), nn.Conv2d(w, CF, 1))
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         z = F.interpolate(self.enc(f), size=f.shape[-2:], mode="nearest")
@@ -102,6 +127,7 @@ class HetNetLite(nn.Module):
         self.norm_fused = Standardize(CF)
         self.regressor = RegressionStudent(self.config.width)
         self.denoiser = DenoisingStudent(self.config.width)
+        self.whiten8, self.whiten16, self.whiten_fused = Whiten(C8), Whiten(C16), Whiten(CF)
         self.register_buffer("map_scale", torch.ones(3))
 
     def teacher_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -114,18 +140,21 @@ class HetNetLite(nn.Module):
         size = f8n.shape[-2:]
         return torch.cat([F.avg_pool2d(f4n, 2), f8n, F.interpolate(f16n, size=size, mode="bilinear", align_corners=False)], 1)
 
-    def discrepancies(self, f4: torch.Tensor, f8: torch.Tensor, f16: torch.Tensor) -> torch.Tensor:
-        """(N, 3, h8, w8): regression@8, regression@16 (upsampled), denoising@8, unscaled."""
+    def residuals(self, f4: torch.Tensor, f8: torch.Tensor, f16: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Student minus teacher, in standardised feature units: regression@8, @16, denoising@8."""
         f4n, f8n, f16n = self.norm4(f4), self.norm8(f8), self.norm16(f16)
         p8, p16 = self.regressor(f4n)
         fused = self.norm_fused(self.fuse(f4n, f8n, f16n))
-        d8 = ((p8 - f8n) ** 2).mean(1, keepdim=True)
-        d16 = F.interpolate(((p16 - f16n) ** 2).mean(1, keepdim=True), size=f8.shape[-2:], mode="bilinear", align_corners=False)
-        dd = ((self.denoiser(fused) - fused) ** 2).mean(1, keepdim=True)
-        return torch.cat([d8, d16, dd], 1)
+        return p8 - f8n, p16 - f16n, self.denoiser(fused) - fused
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        d = self.discrepancies(*self.teacher_features(x))
+    def discrepancies(self, f4: torch.Tensor, f8: torch.Tensor, f16: torch.Tensor) -> torch.Tensor:
+        """(N, 3, h8, w8): whitened residual norms of regression@8, regression@16 (upsampled), denoising@8."""
+        r8, r16, rd = self.residuals(f4, f8, f16)
+        d16 = F.interpolate(self.whiten16(r16), size=r8.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.cat([self.whiten8(r8), d16, self.whiten_fused(rd)], 1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        d = self.discrepancies(*self.teacher_features(image))
         return (d / self.map_scale.view(1, 3, 1, 1)).mean(1, keepdim=True)
 
 
@@ -204,11 +233,14 @@ def fit(model: HetNetLite, images: np.ndarray, seed: int = 0) -> dict:
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if step % 50 == 0 and hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
     model.eval()
     with torch.no_grad():
+        res = [model.residuals(f4[i : i + 32], f8[i : i + 32], f16[i : i + 32]) for i in range(0, n, 32)]
+        for k, wh in enumerate((model.whiten8, model.whiten16, model.whiten_fused)):
+            wh.fit(torch.cat([r[k] for r in res]), cfg.cov_shrink)
         d = torch.cat([model.discrepancies(f4[i : i + 32], f8[i : i + 32], f16[i : i + 32]) for i in range(0, n, 32)])
         model.map_scale.copy_(d.mean((0, 2, 3)).clamp_min(1e-8))
     return {"final_loss": float(np.mean(losses[-50:])), "steps": cfg.steps, "map_scale": model.map_scale.tolist()}
@@ -235,3 +267,7 @@ def complexity(model: HetNetLite, height: int, width: int) -> dict:
         "student_flops": count_flops(model.regressor, f4) + count_flops(model.denoiser, fused),
         "total_flops": count_flops(model, x),
     }
+
+
+Config = HetNetConfig
+Model = HetNetLite

@@ -1,0 +1,203 @@
+"""The `edgead` command line: train | export | predict | eval | benchmark | demo."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED_ITEMS, EXIT_USAGE = 0, 1, 2
+REPO = Path(__file__).resolve().parents[1]
+DEMO_DATA = REPO / "examples" / "data" / "hazelnut_toy"
+
+
+def _models_help() -> str:
+    from .models import MODELS
+
+    return "; ".join(f"{name}: {why}" for name, (_, why) in MODELS.items())
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from .train import train
+
+    cfg = train(a.data, a.out, model=a.model, epochs=a.epochs, image_size=a.image_size, seed=a.seed,
+                holdout=a.holdout, resize=a.resize, val=a.val, threads=a.threads)
+    th = cfg["thresholds"]["image"]
+    print(f"trained {a.model} in {cfg['train']['seconds']} s on {cfg['train']['n_fit']} images "
+          f"({cfg['train']['n_holdout']} held out for thresholds); image threshold "
+          f"{th['values'][th['active']]:.4g} ({th['active']}); run written to {a.out}")
+    return EXIT_OK
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+
+    res = evaluate(a.source, a.data, runtime=a.runtime, precision=a.precision, threads=a.threads, save_maps=a.save_maps)
+    if a.json:
+        print(json.dumps(res))
+    else:
+        for k, v in res.items():
+            print(f"{k:>12}: {v:.4f}" if isinstance(v, float) else f"{k:>12}: {v}")
+    return EXIT_OK
+
+
+def _expand(paths: list[str]) -> list[Path]:
+    from .data.images import IMAGE_SUFFIXES
+
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            out.append(p)
+    return out
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    from .predictor import Predictor
+    from .preprocess import ImageReadError, read_image
+
+    pred = Predictor(a.bundle, runtime=a.runtime, threads=a.threads, precision=a.precision)
+    files = _expand(a.paths)
+    if not files:
+        raise ValueError(f"no images found in {' '.join(a.paths)}")
+    failed = 0
+    for f in files:
+        try:
+            img = read_image(f)
+            res = pred.result(*pred.analyse(img), path=str(f))
+        except (ImageReadError, ValueError) as e:
+            failed += 1
+            print(json.dumps({"path": str(f), "error": str(e)}) if a.json else f"ERROR {e}", flush=True)
+            continue
+        if a.save_maps:
+            from .visualize import save_overlay
+
+            save_overlay(Path(a.save_maps) / (f.stem + ".png"), img, res)
+        if a.json:
+            print(json.dumps(res.to_json()), flush=True)
+        else:
+            print(f"{'ANOMALY' if res.is_anomalous else 'ok     '} score={res.score:.3f} raw={res.raw_score:.4g}  {f}", flush=True)
+    if failed:
+        print(f"edgead: {failed} of {len(files)} images could not be scored", file=sys.stderr)
+        return EXIT_FAILED_ITEMS
+    return EXIT_OK
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from .export import export
+
+    targets = [t for spec in a.target for t in spec.split(",") if t]
+    manifest = export(a.run, a.out, targets)
+    for t in targets:
+        art = manifest["artefacts"][t]
+        print(f"{t:>8}: {art['file']} ({art['bytes'] / 1e6:.1f} MB, {art['precision']}, "
+              f"max |diff| vs torch {art['max_abs_diff_vs_torch']:.2g})")
+    print(f"bundle written to {a.out}")
+    return EXIT_OK
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    import runtimes
+
+    from .evaluate import evaluate
+    from .export import export
+    from .predictor import Predictor
+    from .train import train
+
+    data = Path(a.data) if a.data else DEMO_DATA
+    out = Path(a.out)
+    print(f"[1/4] training hetnet on {data}/train/good (normal images only)", flush=True)
+    cfg = train(data, out / "run", model="hetnet", epochs=a.epochs)
+    print(f"      {cfg['train']['seconds']} s; complexity {cfg['complexity']}", flush=True)
+    print(f"[2/4] evaluating on {data}/test; heat-map overlays in {out / 'maps'}", flush=True)
+    print("      " + json.dumps(evaluate(out / "run", data, save_maps=out / "maps")), flush=True)
+    pairs = [(t, rt) for t, rt in (("onnx", "onnxruntime"), ("openvino", "openvino"), ("tflite", "tflite")) if runtimes.available(rt)]
+    targets = [t for t, _ in pairs]
+    print(f"[3/4] exporting {', '.join(targets)} to {out / 'bundle'}", flush=True)
+    export(out / "run", out / "bundle", targets)
+    print("[4/4] the same test images on every runtime, through the torch-free Predictor", flush=True)
+    images = _expand([str(data / "test")])
+    for rt in ["torch"] + [rt for _, rt in pairs]:
+        pred = Predictor(out / "run" if rt == "torch" else out / "bundle", runtime=rt)
+        res = pred.predict(images)
+        flagged = sum(r.is_anomalous for r in res)
+        print(f"      {rt:>12}: {flagged}/{len(res)} flagged, first scores {[round(r.score, 3) for r in res[:4]]}", flush=True)
+    print(f"done: run, bundle and overlays in {out}/")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgead", description="Anomaly detection and localisation for edge devices.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model on normal images", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Train on DATA/train/good (MVTec layout) or DATA/good.\nModels: " + _models_help())
+    t.add_argument("--model", default="hetnet", help="model name (see above)")
+    t.add_argument("--data", required=True, help="data folder")
+    t.add_argument("--out", required=True, help="run folder to write")
+    t.add_argument("--epochs", type=int, default=None, help="passes over the training images (default: the model's own)")
+    t.add_argument("--image-size", type=int, default=256)
+    t.add_argument("--resize", choices=["letterbox", "stretch"], default="letterbox",
+                   help="letterbox keeps the aspect ratio (default); stretch squashes to a square")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--holdout", type=float, default=0.15, help="fraction of normal images held out for thresholds")
+    t.add_argument("--val", default=None, help="labelled validation folder: adds F1-adaptive thresholds")
+    t.add_argument("--threads", type=int, default=None)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="metrics of a run or bundle on labelled data")
+    e.add_argument("source", help="run folder or bundle folder")
+    e.add_argument("--data", required=True)
+    e.add_argument("--runtime", default="auto")
+    e.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8"])
+    e.add_argument("--threads", type=int, default=None)
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--save-maps", default=None, help="folder for heat-map overlays (PNG)")
+    e.set_defaults(func=cmd_eval)
+
+    x = sub.add_parser("export", help="export a run to a bundle for ONNX Runtime, OpenVINO or TFLite")
+    x.add_argument("run", help="run folder from `edgead train`")
+    x.add_argument("--target", action="append", required=True,
+                   help="onnx, openvino or tflite; repeat (or comma-separate) for several")
+    x.add_argument("--out", required=True, help="bundle folder (created, or extended with new targets)")
+    x.set_defaults(func=cmd_export)
+
+    r = sub.add_parser("predict", help="score images with a bundle")
+    r.add_argument("bundle", help="bundle folder (or a run folder, on torch)")
+    r.add_argument("paths", nargs="+", help="image files or folders")
+    r.add_argument("--runtime", default="auto")
+    r.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8"])
+    r.add_argument("--threads", type=int, default=None)
+    r.add_argument("--json", action="store_true", help="one JSON line per image")
+    r.add_argument("--save-maps", default=None, help="folder for heat-map overlays (PNG)")
+    r.set_defaults(func=cmd_predict)
+
+    d = sub.add_parser("demo", help="train, evaluate and export on the embedded hazelnut sample")
+    d.add_argument("--data", default=None, help=f"data folder (default: {DEMO_DATA})")
+    d.add_argument("--out", default="demo_out")
+    d.add_argument("--epochs", type=int, default=None)
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .bundle import BundleError
+    from .data.images import DataError
+    from .export import ExportError
+    from .preprocess import ImageReadError
+    from .run import RunError
+
+    try:
+        return args.func(args)
+    except (DataError, ImageReadError, RunError, BundleError, ExportError, FileExistsError, FileNotFoundError, ImportError, ValueError) as e:
+        print(f"edgead {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("edgead: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

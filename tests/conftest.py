@@ -1,0 +1,54 @@
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+os.environ.setdefault("EDGEAD_QUIET", "1")
+REPO = Path(__file__).resolve().parents[1]
+DEMO_DATA = REPO / "examples" / "data" / "hazelnut_toy"
+SHARED = REPO.parent / "shared" / "data"
+
+
+def shared_data(rel: str) -> Path:
+    p = SHARED / rel
+    if not p.exists():
+        pytest.skip(f"real data {p} is absent (it lives in ../shared/data beside the checkout)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def small_mvtec(tmp_path_factory) -> Path:
+    """A small MVTec-layout copy of the vendored hazelnut sample, downscaled to 128 px."""
+    root = tmp_path_factory.mktemp("hazel")
+    for src in DEMO_DATA.rglob("*"):
+        if src.suffix.lower() not in (".jpg", ".png"):
+            continue
+        dst = root / src.relative_to(DEMO_DATA)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        img = cv2.imread(str(src), cv2.IMREAD_UNCHANGED)
+        interp = cv2.INTER_NEAREST if "ground_truth" in src.parts else cv2.INTER_AREA
+        cv2.imwrite(str(dst), cv2.resize(img, (128, 128), interpolation=interp))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(small_mvtec, tmp_path_factory) -> Path:
+    """A HetNet-lite run trained for a few steps at 64 px (fast; not accurate)."""
+    from edgead.train import train
+
+    out = tmp_path_factory.mktemp("runs") / "hetnet"
+    train(small_mvtec, out, model="hetnet", epochs=2, image_size=64)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_run, tmp_path_factory) -> Path:
+    """The tiny run exported to all three FP32 targets."""
+    from edgead.export import export
+
+    out = tmp_path_factory.mktemp("bundles") / "hetnet"
+    export(tiny_run, out, ["onnx", "openvino", "tflite"])
+    return out

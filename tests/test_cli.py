@@ -1,0 +1,79 @@
+"""The CLI contract: train / eval / predict on real sample images, exit codes and error messages."""
+import json
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from edgead.cli import main
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "edgead.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def test_train_writes_a_complete_run(tiny_run):
+    cfg = json.loads((tiny_run / "run.json").read_text())
+    assert cfg["model"]["name"] == "hetnet"
+    assert (tiny_run / "weights.safetensors").stat().st_size > 1_000_000
+    image = cfg["thresholds"]["image"]
+    assert image["active"] == "normal_quantile" and np.isfinite(image["values"]["normal_quantile"])
+    assert cfg["complexity"]["student_flops"] < cfg["complexity"]["teacher_flops"]
+
+
+def test_eval_json_keys_and_overlays(tiny_run, small_mvtec, tmp_path, capsys):
+    assert main(["eval", str(tiny_run), "--data", str(small_mvtec), "--json", "--save-maps", str(tmp_path / "maps")]) == 0
+    res = json.loads(capsys.readouterr().out)
+    for k in ("image_auroc", "pixel_auroc", "aupro", "f1_max", "n_images"):
+        assert k in res
+    assert res["n_images"] == 23 and 0 <= res["image_auroc"] <= 1
+    pngs = list((tmp_path / "maps").rglob("*.png"))
+    assert len(pngs) == 23 and cv2.imread(str(pngs[0])) is not None
+
+
+def test_predict_reports_a_corrupt_file_and_scores_the_rest(tiny_run, small_mvtec, tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for f in sorted((small_mvtec / "test/colour").glob("*.jpg"))[:2]:
+        shutil.copy(f, folder)
+    (folder / "zz_corrupt.jpg").write_bytes(b"\xff\xd8 broken")
+    code = main(["predict", str(tiny_run), str(folder), "--json"])
+    lines = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
+    assert code == 1
+    assert [("error" in l) for l in lines] == [False, False, True]
+    assert "zz_corrupt.jpg" in lines[2]["error"]
+    assert {"score", "raw_score", "is_anomalous"} <= set(lines[0])
+
+
+def test_missing_folder_exits_2_with_message(tmp_path):
+    r = run_cli("train", "--data", tmp_path / "nowhere", "--out", tmp_path / "run")
+    assert r.returncode == 2 and "does not exist" in r.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_empty_train_good_exits_2(tmp_path):
+    (tmp_path / "d/train/good").mkdir(parents=True)
+    r = run_cli("train", "--data", tmp_path / "d", "--out", tmp_path / "run")
+    assert r.returncode == 2 and "holds no images" in r.stderr
+
+
+def test_unreadable_training_image_is_named(small_mvtec, tmp_path):
+    data = tmp_path / "d"
+    shutil.copytree(small_mvtec, data)
+    (data / "train/good/bad_file.jpg").write_bytes(b"garbage")
+    r = run_cli("train", "--data", data, "--out", tmp_path / "run", "--epochs", "1", "--image-size", "64")
+    assert r.returncode == 2 and "bad_file.jpg" in r.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_eval_of_something_that_is_not_a_run_or_bundle(tmp_path, small_mvtec):
+    r = run_cli("eval", tmp_path, "--data", small_mvtec)
+    assert r.returncode == 2 and "error" in r.stderr
+
+
+def test_help_lists_models():
+    r = run_cli("train", "--help")
+    assert r.returncode == 0 and "hetnet:" in r.stdout

@@ -1,0 +1,52 @@
+"""The Predictor and `edgead predict` run with numpy + OpenCV + one runtime, without torch."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+BLOCK = textwrap.dedent("""
+    import sys
+    class NoTorch:
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch" or name.startswith("torch."):
+                raise ImportError("torch is blocked in this test")
+    sys.meta_path.insert(0, NoTorch())
+""")
+
+
+def run_blocked(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", BLOCK + textwrap.dedent(code)], capture_output=True, text=True)
+
+
+def test_torch_is_really_blocked():
+    r = run_blocked("import torch")
+    assert r.returncode != 0 and "blocked" in r.stderr
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino", "tflite"])
+def test_predictor_without_torch(tiny_bundle, small_mvtec, runtime):
+    img = sorted((small_mvtec / "test/colour").glob("*.jpg"))[0]
+    r = run_blocked(f"""
+        from edgead.predictor import Predictor
+        res = Predictor({str(tiny_bundle)!r}, runtime={runtime!r}).predict({str(img)!r})
+        assert "torch" not in sys.modules
+        print(res.raw_score, res.anomaly_map.shape)
+    """)
+    assert r.returncode == 0, r.stderr
+    score, shape = r.stdout.split(" ", 1)
+    assert float(score) > 0 and shape.strip() == "(128, 128)"
+
+
+def test_cli_predict_without_torch(tiny_bundle, small_mvtec):
+    folder = small_mvtec / "test/good"
+    r = run_blocked(f"""
+        from edgead.cli import main
+        code = main(["predict", {str(tiny_bundle)!r}, {str(folder)!r}, "--json", "--runtime", "onnxruntime"])
+        assert "torch" not in sys.modules
+        sys.exit(code)
+    """)
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(l) for l in r.stdout.splitlines()]
+    assert len(lines) == 6 and all("score" in l for l in lines)
