@@ -1,38 +1,27 @@
 """Median latency of one bundle on one runtime (run one runtime per process: thread pools fight).
 
-usage: python bench/latency.py BUNDLE RUNTIME THREADS [N] [PRECISION]  -> one JSON line"""
+usage: python bench/latency.py BUNDLE RUNTIME THREADS [N] [PRECISION]  -> one JSON line
+A thin wrapper over edgead.benchmark.measure (which `edgead benchmark` runs per case)."""
 from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
+from edgead import bundle as bundle_io
+from edgead.benchmark import Case, measure as measure_case, timing_images
+from edgead.predictor import choose_target
 
-from edgead.predictor import Predictor
-from edgead.preprocess import read_image
+IMAGE = Path(__file__).resolve().parents[1] / "examples/data/hazelnut_toy/test/colour/00.jpg"
 
 
 def measure(bundle: str, runtime: str, threads: int, n: int = 50, precision: str = "auto", warmup: int = 5) -> dict:
-    pred = Predictor(bundle, runtime=runtime, threads=threads, precision=precision)
-    root = Path(__file__).resolve().parents[1] / "examples/data/hazelnut_toy/test/colour"
-    img = read_image(sorted(root.glob("*.jpg"))[0])
-    from edgead.preprocess import preprocess
-
-    x = preprocess(img, pred.spec)[0]
-    for _ in range(warmup):
-        pred.predict(img)
-    model_ms, full_ms = [], []
-    for _ in range(n):
-        t = time.perf_counter()
-        pred.raw_map(x)
-        model_ms.append((time.perf_counter() - t) * 1e3)
-        t = time.perf_counter()
-        pred.predict(img)
-        full_ms.append((time.perf_counter() - t) * 1e3)
-    return {"runtime": runtime, "precision": pred.precision, "threads": threads,
-            "model_ms": float(np.median(model_ms)), "predict_ms": float(np.median(full_ms))}
+    manifest = bundle_io.load_manifest(bundle, verify=False)
+    target = choose_target(manifest, runtime, precision)
+    case = Case(target, runtime, manifest["artefacts"][target].get("precision", "fp32"), threads)
+    row = measure_case(bundle, case, timing_images({"images": [str(IMAGE)]}), n=n, warmup=warmup)
+    return {"runtime": runtime, "precision": row["precision"], "threads": threads,
+            "model_ms": row["model_ms"]["p50"], "predict_ms": row["predict_ms"]["p50"]}
 
 
 if __name__ == "__main__":

@@ -18,8 +18,11 @@ def _models_help() -> str:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    from . import signal_cli
     from .train import train
 
+    if signal_cli.is_signal_model(a.model):
+        return signal_cli.cmd_train(a)
     cfg = train(a.data, a.out, model=a.model, epochs=a.epochs, image_size=a.image_size, seed=a.seed,
                 holdout=a.holdout, resize=a.resize, val=a.val, threads=a.threads)
     th = cfg["thresholds"]["image"]
@@ -30,8 +33,11 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
+    from . import signal_cli
     from .evaluate import evaluate
 
+    if signal_cli.task_of(a.source) == "signal":
+        return signal_cli.cmd_eval(a)
     res = evaluate(a.source, a.data, runtime=a.runtime, precision=a.precision, threads=a.threads, save_maps=a.save_maps)
     if a.json:
         print(json.dumps(res))
@@ -54,9 +60,12 @@ def _expand(paths: list[str]) -> list[Path]:
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
+    from . import signal_cli
     from .predictor import Predictor
     from .preprocess import ImageReadError, read_image
 
+    if signal_cli.task_of(a.bundle) == "signal":
+        return signal_cli.cmd_predict(a)
     pred = Predictor(a.bundle, runtime=a.runtime, threads=a.threads, precision=a.precision)
     files = _expand(a.paths)
     if not files:
@@ -88,13 +97,34 @@ def cmd_export(a: argparse.Namespace) -> int:
     from .export import export
 
     targets = [t for spec in a.target for t in spec.split(",") if t]
-    manifest = export(a.run, a.out, targets)
+    manifest = export(a.run, a.out, targets, int8=a.int8, calib=a.calib, calib_size=a.calib_size,
+                      max_drop=a.max_drop, max_shift=a.max_shift, val=a.val)
     for t in targets:
         art = manifest["artefacts"][t]
         print(f"{t:>8}: {art['file']} ({art['bytes'] / 1e6:.1f} MB, {art['precision']}, "
               f"max |diff| vs torch {art['max_abs_diff_vs_torch']:.2g})")
+        if a.int8:
+            q = manifest["artefacts"][f"{t}_int8"]
+            g = q["gate"]
+            drop = "n/a (no anomalies)" if g["drop"] is None else f"{g['drop']:.4f}"
+            print(f"{t + '_int8':>13}: {q['file']} ({q['bytes'] / 1e6:.1f} MB, int8, AUROC drop {drop}, "
+                  f"score shift {g['score_shift']:.4f}; {g['chosen']})")
     print(f"bundle written to {a.out}")
     return EXIT_OK
+
+
+def cmd_benchmark(a: argparse.Namespace) -> int:
+    from .benchmark import format_table, parse_list, run_benchmark
+
+    report = run_benchmark(a.bundle, parse_list(a.runtimes), parse_list(a.threads, int), a.data, a.n, a.warmup,
+                           parse_list(a.precisions), a.device, a.timeout,
+                           log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(format_table(report))
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(report, indent=1))
+        print(f"report written to {a.json}")
+    return EXIT_FAILED_ITEMS if any(r["status"] == "failed" for r in report["rows"]) else EXIT_OK
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
@@ -128,6 +158,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import signal_cli
+
     p = argparse.ArgumentParser(prog="edgead", description="Anomaly detection and localisation for edge devices.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -144,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--holdout", type=float, default=0.15, help="fraction of normal images held out for thresholds")
     t.add_argument("--val", default=None, help="labelled validation folder: adds F1-adaptive thresholds")
     t.add_argument("--threads", type=int, default=None)
+    signal_cli.add_train_options(t)
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="metrics of a run or bundle on labelled data")
@@ -154,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--threads", type=int, default=None)
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--save-maps", default=None, help="folder for heat-map overlays (PNG)")
+    e.add_argument("--data-kind", default=None, help="signal data: ucr, wfdb, nab, csv or npy (default: from the file)")
     e.set_defaults(func=cmd_eval)
 
     x = sub.add_parser("export", help="export a run to a bundle for ONNX Runtime, OpenVINO or TFLite")
@@ -161,6 +195,17 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--target", action="append", required=True,
                    help="onnx, openvino or tflite; repeat (or comma-separate) for several")
     x.add_argument("--out", required=True, help="bundle folder (created, or extended with new targets)")
+    x.add_argument("--int8", action="store_true",
+                   help="also write an INT8 artefact per target (<target>_int8), gated on accuracy")
+    x.add_argument("--calib", default=None, help="INT8 calibration images: a data set or any folder of normal "
+                   "images (default: the run's training images)")
+    x.add_argument("--calib-size", type=int, default=None, help="number of calibration images (default 200)")
+    x.add_argument("--max-drop", type=float, default=0.01,
+                   help="largest accepted INT8 loss of image or pixel AUROC vs FP32 (default 0.01 = 1 point)")
+    x.add_argument("--max-shift", type=float, default=0.05, help="largest accepted mean change of the normalised "
+                   "score (0.5 = threshold) of normal images vs FP32 (default 0.05)")
+    x.add_argument("--val", default=None, help="INT8 validation data (default: the run's test split if it has "
+                   "anomalies, else normal images held out from training)")
     x.set_defaults(func=cmd_export)
 
     r = sub.add_parser("predict", help="score images with a bundle")
@@ -170,8 +215,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8"])
     r.add_argument("--threads", type=int, default=None)
     r.add_argument("--json", action="store_true", help="one JSON line per image")
-    r.add_argument("--save-maps", default=None, help="folder for heat-map overlays (PNG)")
+    r.add_argument("--save-maps", default=None, help="folder for heat-map overlays (PNG); signals: point scores (CSV)")
+    r.add_argument("--data-kind", default=None, help="signal files: ucr, wfdb, nab, csv or npy (default: from the file)")
     r.set_defaults(func=cmd_predict)
+
+    b = sub.add_parser("benchmark", help="size, load time, latency, memory and AUROC of a bundle on each runtime")
+    b.add_argument("bundle", help="bundle folder")
+    b.add_argument("--runtimes", default=None, help="comma-separated, e.g. onnxruntime,openvino,tflite (default: all in the bundle)")
+    b.add_argument("--threads", default=None, help="comma-separated thread counts, e.g. 1,2,4 (default: 1 and all cores)")
+    b.add_argument("--precisions", default=None, help="comma-separated, e.g. fp32,int8 (default: all in the bundle)")
+    b.add_argument("--data", default=None, help="labelled data (MVTec or good/ + bad/): time its images and add AUROCs")
+    b.add_argument("--n", type=int, default=200, help="timed runs per case")
+    b.add_argument("--warmup", type=int, default=20, help="untimed runs first")
+    b.add_argument("--device", default=None, help="runtime device, e.g. cuda or tensorrt (onnxruntime), GPU (openvino)")
+    b.add_argument("--timeout", type=float, default=None, help="seconds allowed per case")
+    b.add_argument("--json", default=None, metavar="OUT", help="also write the report (with the machine's description) here")
+    b.set_defaults(func=cmd_benchmark)
 
     d = sub.add_parser("demo", help="train, evaluate and export on the embedded hazelnut sample")
     d.add_argument("--data", default=None, help=f"data folder (default: {DEMO_DATA})")

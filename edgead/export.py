@@ -23,6 +23,10 @@ class ExportError(RuntimeError):
 
 
 def base_manifest(cfg: dict) -> dict:
+    if cfg.get("task") == "signal":
+        from .signal_export import signal_manifest
+
+        return signal_manifest(cfg)
     return {
         "task": cfg.get("task", "image"),
         "model": {"name": cfg["model"]["name"], "config": cfg["model"]["config"]},
@@ -43,8 +47,8 @@ def onnx_file(model, x, path: Path) -> Path:
     import torch
 
     with torch.no_grad():
-        torch.onnx.export(model, (torch.from_numpy(x),), str(path), input_names=["image"],
-                          output_names=["anomaly_map"], opset_version=OPSET, dynamo=True,
+        torch.onnx.export(model, (torch.from_numpy(x),), str(path), input_names=[_input_name(model)],
+                          output_names=list(getattr(model, "outputs", ["anomaly_map"])), opset_version=OPSET, dynamo=True,
                           external_data=False, verbose=False)
     return path
 
@@ -53,8 +57,12 @@ def tflite_file(model, x, path: Path) -> Path:
     import litert_torch
     import torch
 
-    litert_torch.convert(model.eval(), sample_kwargs={"image": torch.from_numpy(x)}).export(str(path))
+    litert_torch.convert(model.eval(), sample_kwargs={_input_name(model): torch.from_numpy(x)}).export(str(path))
     return path
+
+
+def _input_name(model) -> str:
+    return getattr(model, "input_name", "image")
 
 
 def convert(model, x: np.ndarray, target: str, workdir: Path) -> tuple[dict[str, Path], dict]:
@@ -73,19 +81,37 @@ def convert(model, x: np.ndarray, target: str, workdir: Path) -> tuple[dict[str,
     raise ValueError(f"unknown export target {target!r}; choose from {', '.join(TARGETS)}")
 
 
-def parity(runtime: str, artefact: Path, x: np.ndarray, reference: np.ndarray) -> float:
-    """Max abs difference between the artefact's raw map and torch's, on input x."""
+def parity(runtime: str, artefact: Path, x: np.ndarray, reference: np.ndarray | dict[str, np.ndarray],
+           input_name: str = "image") -> float:
+    """Max abs difference between the artefact's raw outputs and torch's, on input x.
+
+    `reference` is the raw map, or {output name: array} for several outputs (an output the
+    artefact names differently, e.g. TFLite's "output_0", is matched by shape)."""
     import runtimes
 
-    out = runtimes.load(runtime, artefact, threads=1).run({"image": x})
-    got = out.get("anomaly_map", next(iter(out.values())))
-    if got.shape != reference.shape:
-        raise ExportError(f"{artefact.name}: output shape {got.shape} != torch's {reference.shape}")
-    return float(np.abs(got - reference).max())
+    out = runtimes.load(runtime, artefact, threads=1).run({input_name: x})
+    refs = reference if isinstance(reference, dict) else {"anomaly_map": reference}
+    diffs = []
+    for name, ref in refs.items():
+        got = out.get(name, next((v for v in out.values() if v.shape == ref.shape), next(iter(out.values()))))
+        if got.shape != ref.shape:
+            raise ExportError(f"{artefact.name}: output {name!r} shape {got.shape} != torch's {ref.shape}")
+        diffs.append(float(np.abs(got - ref).max()))
+    return max(diffs)
 
 
-def export(run_dir: str | Path, out: str | Path, targets: list[str], sample_image: np.ndarray | None = None) -> dict:
-    """Export `targets` of a run into bundle `out` (created or extended; written atomically)."""
+def export(run_dir: str | Path, out: str | Path, targets: list[str], sample_image: np.ndarray | None = None,
+           int8: bool = False, calib: str | Path | None = None, calib_size: int | None = None,
+           max_drop: float = 0.01, max_shift: float = 0.05, val: str | Path | None = None) -> dict:
+    """Export `targets` of a run into bundle `out` (created or extended; written atomically).
+
+    With `int8`, each target also gets an INT8 artefact "<target>_int8", calibrated on `calib`
+    (default: the run's training images; `calib_size` of them) and gated on accuracy against
+    FP32 on the validation data (`val`, default: the run's test split when it has anomalies,
+    else held-out normal images): image/pixel AUROC may drop by `max_drop` at most, normalised
+    scores of normal images may move by `max_shift` on average. If even the repaired INT8 is
+    outside, ExportError names the values. Every artefact is converted and checked before the
+    bundle is touched."""
     import torch
 
     from .preprocess import InputSpec, preprocess
@@ -95,25 +121,67 @@ def export(run_dir: str | Path, out: str | Path, targets: list[str], sample_imag
         if t not in TARGETS:
             raise ValueError(f"unknown export target {t!r}; choose from {', '.join(TARGETS)}")
     model, cfg = load_model(run_dir)
-    spec = InputSpec.from_json(cfg["input"])
-    x = preprocess(sample_image, spec)[0][None] if sample_image is not None else _sample_input(cfg, spec)
+    if cfg.get("task") == "signal":
+        from .signal_export import sample_input
+
+        x = sample_input(cfg)
+    else:
+        spec = InputSpec.from_json(cfg["input"])
+        x = preprocess(sample_image, spec)[0][None] if sample_image is not None else _sample_input(cfg, spec)
     with torch.no_grad():
-        reference = model(torch.from_numpy(x)).numpy()
-    for target in targets:
-        with tempfile.TemporaryDirectory(prefix="edgead-export-") as tmp:
+        raw = model(torch.from_numpy(x))
+    reference = {n: t.numpy() for n, t in zip(model.outputs, raw)} if isinstance(raw, tuple) else raw.numpy()
+    ref_max = max(float(np.abs(r).max()) for r in (reference.values() if isinstance(reference, dict) else [reference]))
+    session = None
+    with tempfile.TemporaryDirectory(prefix="edgead-export-") as tmp:
+        staged = []  # (bundle key, files, meta), written once everything passed
+        for target in targets:
+            work = Path(tmp) / target
+            work.mkdir()
             try:
-                files, meta = convert(model, x, target, Path(tmp))
+                files, meta = convert(model, x, target, work)
             except ImportError as e:
                 raise ExportError(f"exporting to {target} needs the export tools: pip install 'edgead[export]' ({e})") from e
             main_file = files[meta.get("file", next(iter(files)))]
-            diff = parity(TARGET_RUNTIME[target], main_file, x, reference)
-            if diff > PARITY_ATOL * max(1.0, float(np.abs(reference).max())):
-                raise ExportError(f"{target} artefact differs from torch by {diff:.3g} (max abs on the raw map); "
+            diff = parity(TARGET_RUNTIME[target], main_file, x, reference, _input_name(model))
+            if diff > PARITY_ATOL * max(1.0, ref_max):
+                raise ExportError(f"{target} artefact differs from torch by {diff:.3g} (max abs on the raw outputs); "
                                   "not writing it")
             meta.update({"precision": "fp32", "max_abs_diff_vs_torch": diff})
-            bundle_io.add_artefacts(out, target, {n: str(p) for n, p in files.items()}, meta,
-                                               manifest=base_manifest(cfg))
+            staged.append((target, files, meta))
+            if int8:
+                session = session or _int8_session(cfg, calib, calib_size, val)
+                staged.append(_quantize(session, target, main_file, Path(tmp) / f"{target}_int8", max_drop, max_shift))
+        for key, files, meta in staged:
+            bundle_io.add_artefacts(out, key, {n: str(p) for n, p in files.items()}, meta, manifest=base_manifest(cfg))
     return bundle_io.load_manifest(out)
+
+
+def _int8_session(cfg: dict, calib, calib_size: int | None, val):
+    if cfg.get("task") == "signal":
+        from .signal_int8 import DEFAULT_CALIB, SignalInt8Session
+
+        return SignalInt8Session(cfg, calib=calib, calib_size=calib_size or DEFAULT_CALIB, val=val)
+    try:
+        from quant.calibration import DEFAULT_SIZE
+        from quant.int8 import Int8Session
+    except ImportError as e:
+        raise ExportError(f"INT8 export needs the quantization tools: pip install 'edgead[export]' ({e})") from e
+    return Int8Session(cfg, calib=calib, calib_size=calib_size or DEFAULT_SIZE, val=val)
+
+
+def _quantize(session, target: str, fp32_file: Path, workdir: Path, max_drop: float,
+              max_shift: float) -> tuple[str, dict, dict]:
+    from quant.int8 import GateFailed, int8_target
+
+    workdir.mkdir()
+    try:
+        files, meta = session.quantize(target, fp32_file, workdir, max_drop=max_drop, max_shift=max_shift)
+    except GateFailed as e:
+        raise ExportError(str(e)) from e
+    except ImportError as e:
+        raise ExportError(f"INT8 for {target} needs the quantization tools: pip install 'edgead[export]' ({e})") from e
+    return int8_target(target), files, meta
 
 
 def _sample_input(cfg: dict, spec) -> np.ndarray:

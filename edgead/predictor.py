@@ -74,7 +74,9 @@ class Predictor:
     """Scores images with a bundle (or a training run) on one runtime."""
 
     def __init__(self, source: str | Path, runtime: str = "auto", threads: int | None = None,
-                 precision: str = "auto", device: Any = None):
+                 precision: str = "auto", device: Any = None, target: str | None = None):
+        """`target` names one artefact of the bundle (a key of its manifest's "artefacts"),
+        overriding the choice by `runtime` and `precision`."""
         path = Path(source)
         if is_run(path):
             from .run import load_model  # torch, only for training runs
@@ -87,10 +89,11 @@ class Predictor:
         manifest = bundle_io.load_manifest(path, verify=True)
         if manifest.get("task") != "image":
             raise ValueError(f"{path}: bundle task is {manifest.get('task')!r}; use the predictor for that task")
-        target = choose_target(manifest, runtime, precision)
+        target = target or choose_target(manifest, runtime, precision)
+        file = bundle_io.artefact_path(path, manifest, target)  # names the bundle's targets if unknown
         art = manifest["artefacts"][target]
-        name = art.get("runtime", TARGET_RUNTIME[target])
-        backend = runtimes.load(name, bundle_io.artefact_path(path, manifest, target), threads=threads, device=device)
+        name = art.get("runtime", TARGET_RUNTIME.get(target))
+        backend = runtimes.load(name, file, threads=threads, device=device)
         self._init(manifest, backend, target, art.get("precision", "fp32"))
 
     @classmethod

@@ -9,6 +9,7 @@ from types import ModuleType
 
 MODELS: dict[str, tuple[str, str]] = {
     "hetnet": ("edgead.models.hetnet", "distilled students on a pretrained teacher; the general default (accurate maps, mid-size)"),
+    "mmae": ("edgead.models.mmae", "signals (ECG, sensor series): multi-scale masked autoencoder, < 0.5 M parameters; pick it for 1-D data"),
 }
 
 

@@ -29,7 +29,7 @@ CF = C4 + C8 + C16  # fused stride-8 features
 @dataclass
 class HetNetConfig:
     width: int = 64  # student width
-    steps: int = 1500
+    steps: int = 1000
     batch_size: int = 8
     lr: float = 2e-3
     noise_prob: float = 0.5  # fraction of each image's grid hit by noise patches (upper bound)

@@ -1,0 +1,133 @@
+"""The signal side of the `edgead` command line (train / eval / predict), dispatched from
+`edgead.cli` when the model, run or bundle is a signal one. Torch-free except training."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import MANIFEST
+from .run import RUN_FILE
+
+
+def task_of(path: str | Path) -> str:
+    """'signal' or 'image' for a run folder or a bundle (anything else: 'image', which then reports the error)."""
+    p = Path(path)
+    for name in (RUN_FILE, MANIFEST):
+        f = p / name
+        if f.is_file():
+            try:
+                return json.loads(f.read_text(encoding="utf-8")).get("task", "image")
+            except (OSError, ValueError):
+                return "image"
+    return "image"
+
+
+def is_signal_model(name: str) -> bool:
+    from .models import get
+
+    return getattr(get(name), "TASK", "image") == "signal"
+
+
+def add_train_options(t: argparse.ArgumentParser) -> None:
+    g = t.add_argument_group("signal models (mmae)")
+    g.add_argument("--data-kind", default=None, help="ucr, wfdb, nab, csv or npy (default: from the file)")
+    g.add_argument("--window", type=int, default=None, help="window length in samples at the model rate (default: the "
+                   "sample length for UCR data, else 256)")
+    g.add_argument("--hop", type=int, default=None, help="samples between window starts (default: window / 4)")
+    g.add_argument("--rate", type=float, default=None, help="model sample rate in Hz; the data is resampled (default: its own)")
+    g.add_argument("--channels", default=None, help="comma-separated channel names or indices (default: all)")
+    g.add_argument("--norm", choices=["window", "global", "none"], default="window",
+                   help="normalisation: z-score per window (default), training mean/std, or none")
+    g.add_argument("--train-fraction", type=float, default=None, help="share of the normal samples (UCR, default 0.6) "
+                   "or of the recording (default 0.5) used for training; the rest is the test part")
+    g.add_argument("--normal-class", default="1", help="UCR class that is normal (default 1)")
+    g.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the model's own)")
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from .signal_train import train_signal
+
+    cfg = train_signal(a.data, a.out, model=a.model, data_kind=a.data_kind, window=a.window, hop=a.hop, rate=a.rate,
+                       channels=a.channels.split(",") if a.channels else None, norm=a.norm,
+                       train_fraction=a.train_fraction, normal_class=a.normal_class, steps=a.steps,
+                       epochs=a.epochs, seed=a.seed, holdout=a.holdout, threads=a.threads)
+    th = cfg["thresholds"]["window"]
+    c = cfg["complexity"]
+    print(f"trained {a.model} in {cfg['train']['seconds']} s on {cfg['train']['n_fit']} windows "
+          f"({cfg['train']['n_holdout']} held out for thresholds; {c['params']} parameters, "
+          f"{c['flops_per_window'] / 1e6:.1f} MFLOPs per window); window threshold "
+          f"{th['values'][th['active']]:.4g} ({th['active']}); run written to {a.out}")
+    return 0
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    from .signal_eval import evaluate_signal
+
+    res = evaluate_signal(a.source, a.data, data_kind=getattr(a, "data_kind", None), runtime=a.runtime,
+                          precision=a.precision, threads=a.threads)
+    if a.json:
+        print(json.dumps(res))
+    else:
+        for k, v in res.items():
+            print(f"{k:>22}: {v:.4f}" if isinstance(v, float) else f"{k:>22}: {v}")
+    return 0
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    """Score signal files (UCR samples, WFDB records, CSV, numpy): one JSON line per sample or window."""
+    from .data.images import DataError
+    from .data.signals import SampleSet
+    from .signal_predictor import SignalPredictor
+
+    pred = SignalPredictor(a.bundle, runtime=a.runtime, threads=a.threads, precision=a.precision)
+    failed = 0
+    for path in a.paths:
+        try:
+            d = _load(path, getattr(a, "data_kind", None), list(pred.spec.channel_names))
+            if isinstance(d, SampleSet):
+                s = pred.score_windows(d.values)
+                rows = [{"path": path, "index": i, "raw_score": float(r), "score": round(float(n), 6),
+                         "is_anomalous": bool(f)} for i, (r, n, f) in enumerate(zip(s.window_score, s.score, s.is_anomalous))]
+                points = None
+            else:
+                res = pred.predict(d.values, rate=d.rate)
+                rows = [{"path": path, "end": w.start + pred.spec.length, **w.to_json()} for w in res.windows]
+                points = res.point_score
+        except (DataError, ValueError, OSError) as e:
+            failed += 1
+            print(json.dumps({"path": path, "error": str(e)}) if a.json else f"ERROR {path}: {e}", flush=True)
+            continue
+        if a.save_maps and points is not None:
+            out = Path(a.save_maps) / (Path(path).stem + "_points.csv")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            np.savetxt(out, points, fmt="%.6g", header="point_score", comments="")
+        if a.json:
+            for r in rows:
+                print(json.dumps(r), flush=True)
+        else:
+            flagged = sum(r["is_anomalous"] for r in rows)
+            top = max(rows, key=lambda r: r["raw_score"])
+            where = f"index {top['index']}" if "index" in top else f"window at {top['start']}"
+            print(f"{'ANOMALY' if flagged else 'ok     '} {flagged}/{len(rows)} flagged, highest score "
+                  f"{top['score']:.3f} ({where})  {path}", flush=True)
+    if failed:
+        print(f"edgead: {failed} of {len(a.paths)} files could not be scored", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _load(path: str, kind: str | None, names: list[str]):
+    """The file with the model's channels when it has them by name, else all of its channels."""
+    from .data.images import DataError
+    from .data.signals import load_signal
+
+    try:
+        return load_signal(path, kind, channels=names or None)
+    except DataError as e:
+        if "no channel" not in str(e):
+            raise
+        return load_signal(path, kind)

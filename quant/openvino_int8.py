@@ -1,0 +1,131 @@
+"""OpenVINO INT8 with NNCF post-training quantization (`nncf.quantize`).
+
+Candidates, in order: NNCF defaults (with fast bias correction); MINMAX activation ranges
+(no clipping of the tails, where anomaly scores live); then the repairs: a growing FP32 head
+(ignored scope, see quant.graph), and `nncf.quantize_with_accuracy_control`, which reverts the
+layers that cost the most accuracy to FP32 until the gate's drop on the validation set is
+within bounds."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .gate import Candidate
+from .graph import head, head_levels, output_distances
+
+RUNTIME = "openvino"
+RANKING_SUBSET = 50  # validation images used to rank layers in accuracy control
+MAX_REVERTED = 10  # layers accuracy control may revert to FP32 (each costs a validation pass)
+RANGES = {False: "nncf default", True: "MINMAX"}
+
+
+@dataclass
+class Validation:
+    """What accuracy control needs from the gate: items, their model input, and the drop."""
+
+    items: list[Any]
+    to_input: Callable[[Any], np.ndarray]  # item -> (1, C, H, W) float32
+    drop: Callable[[Any], float]  # backend-like object with .run(x) -> {name: array} -> drop (<= max_drop passes)
+
+
+class CompiledBackend:
+    """An `ov.CompiledModel` behind the runtimes Backend's `run` call (for accuracy control)."""
+
+    name = RUNTIME
+
+    def __init__(self, compiled):
+        self.compiled = compiled
+        self.output_names = [p.get_any_name() for p in compiled.outputs]
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        res = self.compiled(np.ascontiguousarray(x, np.float32))
+        return {n: np.asarray(res[p]) for n, p in zip(self.output_names, self.compiled.outputs)}
+
+
+def _save(model, out: Path) -> dict[str, Path]:
+    import openvino as ov
+
+    ov.save_model(model, str(out), compress_to_fp16=False)
+    return {"model_int8.xml": out, "model_int8.bin": out.with_suffix(".bin")}
+
+
+def _advanced(minmax: bool):
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    if not minmax:
+        return AdvancedQuantizationParameters()
+    return AdvancedQuantizationParameters(activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX)
+
+
+def distances(model) -> dict[str, int]:
+    """Op friendly name -> fewest edges to a model output (constants and parameters left out)."""
+    skip = {"Constant", "Parameter"}
+    ops = [op for op in model.get_ordered_ops() if op.get_type_name() not in skip]
+    producers = {op.get_friendly_name(): [i.get_source_output().get_node().get_friendly_name() for i in op.inputs()]
+                 for op in ops}
+    outputs = [r.get_friendly_name() for r in model.get_results()]
+    dist = output_distances(producers, outputs)
+    return {n: d - 1 for n, d in dist.items() if n in producers and n not in outputs}  # Result nodes are not layers
+
+
+def candidates(fp32: Path, calib: np.ndarray, workdir: Path, validation: Validation | None = None,
+               max_drop: float = 0.01, history: list[dict] | None = None, **_) -> Iterator[Candidate]:
+    """NNCF defaults; MINMAX ranges; then, with the better of the two range settings (as measured
+    by the gate into `history`), a growing FP32 head (ignored scope, see quant.graph); last,
+    accuracy control when a validation set is given."""
+    import nncf
+    import openvino as ov
+
+    core = ov.Core()
+    dataset = nncf.Dataset(list(calib), lambda x: np.ascontiguousarray(x[None], np.float32))
+    base = {"tool": f"nncf {nncf.__version__}", "calibration_images": int(len(calib))}
+
+    def quantize(minmax: bool, ignored: list[str], name: str):
+        scope = nncf.IgnoredScope(names=ignored, validate=False) if ignored else None
+        q = nncf.quantize(core.read_model(str(fp32)), dataset, subset_size=len(calib), ignored_scope=scope,
+                          advanced_parameters=_advanced(minmax))
+        return _save(q, workdir / f"{name}.xml")
+
+    for minmax in (False, True):
+        yield Candidate("all layers INT8" + (", MINMAX activation ranges" if minmax else ""),
+                        quantize(minmax, [], f"model_int8_{'minmax' if minmax else 'default'}"), "model_int8.xml",
+                        {**base, "activation_ranges": RANGES[minmax], "fp32_layers": []})
+    measured = {h["settings"].get("activation_ranges"): h["excess"] for h in history or []}
+    minmax = measured.get(RANGES[True], 0.0) <= measured.get(RANGES[False], 1.0)
+    dist = distances(core.read_model(str(fp32)))
+    for level in head_levels(dist):
+        keep = head(dist, level)
+        yield Candidate(f"FP32 for the {len(keep)} layers within {level} steps of the output",
+                        quantize(minmax, keep, f"model_int8_head{level}"), "model_int8.xml",
+                        {**base, "activation_ranges": RANGES[minmax], "fp32_layers": keep})
+    if validation is None or len(validation.items) < 2:
+        return
+    yield _accuracy_control(core, fp32, dataset, len(calib), validation, max_drop, minmax, workdir, base)
+
+
+def _accuracy_control(core, fp32: Path, dataset, n_calib: int, validation: Validation, max_drop: float,
+                      minmax: bool, workdir: Path, base: dict) -> Candidate:
+    import nncf
+    from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+
+    n = len(validation.items)
+
+    def validation_fn(compiled, items) -> tuple[float, None]:
+        items = list(items)
+        if len(items) != n:  # per-item metrics make no sense for AUROC: NNCF then ranks by outputs
+            raise ValueError("the gate's drop is defined on the whole validation set only")
+        return 1.0 - validation.drop(CompiledBackend(compiled)), None  # FP32 scores ~1 (NNCF divides by it)
+
+    val_data = nncf.Dataset(validation.items, validation.to_input)
+    q = nncf.quantize_with_accuracy_control(
+        core.read_model(str(fp32)), dataset, val_data, validation_fn, max_drop=max_drop,
+        subset_size=n_calib, advanced_quantization_parameters=_advanced(minmax),
+        advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
+            ranking_subset_size=min(RANKING_SUBSET, n), max_num_iterations=MAX_REVERTED))
+    return Candidate("accuracy control (layers reverted to FP32)", _save(q, workdir / "model_int8_ac.xml"),
+                     "model_int8.xml", {**base, "activation_ranges": RANGES[minmax], "accuracy_control": True})

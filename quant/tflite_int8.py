@@ -1,0 +1,92 @@
+"""TFLite full-integer INT8 with ai-edge-quantizer (int8 weights per channel, int8 activations,
+int8 input and output tensors) on the FP32 .tflite written by litert-torch.
+
+Calibration merges activation min/max over all samples (the quantizer's default moving average
+collapses with batch-1 samples; min/max also keeps the tails, where anomaly scores live).
+Repairs (mixed precision) keep the ops nearest the output in float (see quant.graph); the
+output tensor is then float too."""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from .gate import Candidate
+from .graph import head, head_levels, output_distances
+
+RUNTIME = "tflite"
+
+
+def _signature(model: Path) -> tuple[str, str]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    sigs = Interpreter(model_path=str(model)).get_signature_list()
+    if len(sigs) != 1:
+        raise ValueError(f"{model.name}: INT8 calibration expects one signature, found {list(sigs)}")
+    key = next(iter(sigs))
+    inputs = sigs[key]["inputs"]
+    if len(inputs) != 1:
+        raise ValueError(f"{model.name}: INT8 calibration supports one input, found {inputs}")
+    return key, inputs[0]
+
+
+def _data(model: Path, inputs: np.ndarray) -> dict[str, list[dict[str, np.ndarray]]]:
+    key, name = _signature(model)
+    return {key: [{name: np.ascontiguousarray(x[None], np.float32)} for x in inputs]}
+
+
+def calibrate(model: Path, calib: np.ndarray) -> dict:
+    """Per-tensor min/max over every calibration sample."""
+    from ai_edge_quantizer import calibrator, recipe, recipe_manager
+    from ai_edge_quantizer.utils import qsv_utils
+
+    manager = recipe_manager.RecipeManager()
+    manager.load_quantization_recipe(recipe.static_wi8_ai8())
+    cal = calibrator.Calibrator(model.read_bytes(), num_threads=2,
+                                mode=calibrator.CalibrationMode.CALIBRATION_PROFILER_BASED,
+                                qsv_update_func=qsv_utils.min_max_update)
+    cal.calibrate(_data(model, calib), manager)
+    return cal.get_model_qsvs()
+
+
+def quantize(model: Path, ranges: dict, out: Path, float_ops: list[str] | tuple = ()) -> Path:
+    """Full-integer model at `out`; ops in `float_ops` (named by their output tensors) stay float."""
+    from ai_edge_quantizer import quantizer, recipe
+
+    q = quantizer.Quantizer(str(model), recipe.static_wi8_ai8())
+    if float_ops:
+        # the quantizer names an op by its output tensor names joined and followed by ";"
+        regex = "^(?:" + "|".join(re.escape(t) for t in float_ops) + ");$"
+        q.update_quantization_recipe(regex, "*", algorithm_key=recipe.AlgorithmName.NO_QUANTIZE)
+    q.quantize(ranges, enable_progress_report=False).export_model(str(out), overwrite=True)
+    return out
+
+
+def distances(model: Path) -> dict[str, int]:
+    """Op (named by its output tensors' scope) -> fewest edges to a model output."""
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils
+
+    graph = tfl_flatbuffer_utils.read_model(str(model)).subgraphs[0]
+    names = [tfl_flatbuffer_utils.get_tensor_name(t) for t in graph.tensors]
+    scope = [";".join(names[i] for i in op.outputs if i >= 0) for op in graph.operators]
+    producer = {i: k for k, op in enumerate(graph.operators) for i in op.outputs if i >= 0}
+    producers = {scope[k]: [scope[producer[i]] for i in op.inputs if i in producer]
+                 for k, op in enumerate(graph.operators)}
+    return output_distances(producers, [scope[producer[i]] for i in graph.outputs if i in producer])
+
+
+def candidates(fp32: Path, calib: np.ndarray, workdir: Path, **_) -> Iterator[Candidate]:
+    """Full-integer INT8, then repairs with a growing float head (see quant.graph)."""
+    ranges = calibrate(fp32, calib)
+    base = {"tool": "ai-edge-quantizer", "activations": "int8", "weights": "int8 per-channel",
+            "calibration": "min/max over all samples", "calibration_images": int(len(calib))}
+    first = quantize(fp32, ranges, workdir / "model_int8.tflite")
+    yield Candidate("all layers INT8", {"model_int8.tflite": first}, "model_int8.tflite", {**base, "float_ops": []})
+    dist = distances(fp32)
+    for level in head_levels(dist):
+        keep = head(dist, level)
+        out = quantize(fp32, ranges, workdir / f"model_int8_head{level}.tflite", keep)
+        yield Candidate(f"float for the {len(keep)} ops within {level} steps of the output",
+                        {"model_int8.tflite": out}, "model_int8.tflite", {**base, "float_ops": keep})

@@ -1,0 +1,131 @@
+"""Validation data for the INT8 accuracy gate, and how FP32 and INT8 scores are compared.
+
+Two kinds of validation set:
+
+* ``labelled``: images with anomalies (and masks where available): the AUROC drop is measured.
+* ``normal``: only normal images (no anomalies anywhere).
+
+On both, the score shift is measured on the normal images: the mean absolute change of the
+normalised image score (0.5 = the image threshold, 0 = the 1 % quantile of normal scores).
+Thresholds are set in FP32; a shifted INT8 score would silently change the false-alarm rate
+even when AUROC is intact.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgead import metrics
+from edgead.data.images import DataError, Sample, open_dataset, read_mask
+from edgead.preprocess import mask_to_input, read_image
+
+from .calibration import images_in
+
+LABELLED, NORMAL = "labelled", "normal"
+
+
+@dataclass
+class ValidationSet:
+    kind: str  # LABELLED or NORMAL
+    source: str
+    samples: list[Sample]
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "source": self.source, "n_images": len(self.samples),
+                "n_anomalous": sum(s.label for s in self.samples)}
+
+
+@dataclass
+class Scores:
+    """What one model produced on a validation set."""
+
+    raw: np.ndarray  # raw image scores
+    normalised: np.ndarray  # image scores normalised with the run's thresholds
+    anomalous: np.ndarray  # bool decisions at the active image threshold
+    labels: np.ndarray  # 0 normal, 1 anomalous
+    metrics: dict = field(default_factory=dict)  # image/pixel AUROC ... (labelled sets)
+
+
+def validation_set(run_cfg: dict, val: str | Path | None = None) -> ValidationSet:
+    """`val` if given; else the run's test split when it has anomalies; else the normal
+    images held out from training (they were used for thresholds, never for fitting)."""
+    if val is not None:
+        return _from_folder(Path(val))
+    info = run_cfg.get("train", {})
+    root = info.get("data", {}).get("root")
+    if not root or not Path(root).is_dir():
+        raise DataError(f"the run's data folder {root!r} is not there any more; pass validation images "
+                        "with --val DIR (a data set with anomalies, or normal images)")
+    ds = open_dataset(root, seed=info.get("seed", 0))
+    if any(s.label for s in ds.test):
+        return ValidationSet(LABELLED, f"{root} (test split)", ds.test)
+    from edgead.train import split_holdout
+
+    n_hold = int(info.get("n_holdout", 0))
+    if not 0 < n_hold < len(ds.train):
+        raise DataError(f"{root}: no anomalies and no held-out normal images to validate INT8 on; pass --val DIR")
+    hold = split_holdout(ds.train, n_hold / len(ds.train), info.get("seed", 0))[1]
+    return ValidationSet(NORMAL, f"{root} ({len(hold)} normal images held out from training)", hold)
+
+
+def _from_folder(folder: Path) -> ValidationSet:
+    if not folder.is_dir():
+        raise DataError(f"validation folder {folder} does not exist")
+    try:
+        ds = open_dataset(folder)
+    except DataError:
+        files = images_in(folder)
+        if not files:
+            raise DataError(f"validation folder {folder} holds no images") from None
+        return ValidationSet(NORMAL, f"{folder} (normal images)", [Sample(p, 0) for p in files])
+    if any(s.label for s in ds.test):
+        return ValidationSet(LABELLED, f"{folder} (test split)", ds.test)
+    normal = ds.test or ds.train
+    return ValidationSet(NORMAL, f"{folder} ({'test' if ds.test else 'training'} split, normal images)", normal)
+
+
+def score(predictor, vset: ValidationSet) -> Scores:
+    """Run `predictor` (an edgead Predictor) over the validation set."""
+    raw, maps, masks, labels = [], [], [], []
+    for s in vset.samples:
+        img = read_image(s.path)
+        region, value, g = predictor.analyse(img)
+        raw.append(value)
+        labels.append(s.label)
+        if vset.kind == LABELLED and (s.label == 0 or s.mask_path is not None):
+            maps.append(region)
+            masks.append(mask_to_input(read_mask(s, img.shape[:2]), g))
+    raw_a = np.asarray(raw, np.float64)
+    th = predictor.image_thresholds
+    normalised = np.asarray(th.normalize(raw_a), np.float64) if th is not None else raw_a
+    anomalous = raw_a >= th.threshold if th is not None else np.zeros(raw_a.shape, bool)
+    found = {}
+    if vset.kind == LABELLED:
+        pixels = any(m.any() for m in masks)
+        found = metrics.summarize(np.array(labels), raw_a, masks if pixels else None, maps if pixels else None)
+        found = {k: found[k] for k in ("image_auroc", "pixel_auroc", "aupro", "f1_max")}
+    return Scores(raw_a, normalised, anomalous, np.asarray(labels), found)
+
+
+def compare(kind: str, ref: Scores, cand: Scores) -> dict:
+    """How much worse `cand` (INT8) is than `ref` (FP32), larger is worse.
+
+    ``drop``: the larger of the image and pixel AUROC losses (labelled sets; None otherwise).
+    ``score_shift``: mean |change| of the normalised image score over the normal images (all
+    images if there are none). ``decision_flips``: share of images
+    whose decision at the active threshold changed."""
+    normal = ref.labels == 0 if (ref.labels == 0).any() else np.ones(ref.raw.shape, bool)
+    out = {"drop": None,
+           "score_shift": float(np.mean(np.abs(cand.normalised - ref.normalised)[normal])),
+           "decision_flips": float(np.mean(cand.anomalous != ref.anomalous))}
+    if kind == LABELLED:
+        for k in ("image_auroc", "pixel_auroc"):
+            if ref.metrics.get(k) is not None and cand.metrics.get(k) is not None:
+                out[f"{k}_drop"] = float(ref.metrics[k] - cand.metrics[k])
+        drops = [v for k, v in out.items() if k.endswith("_auroc_drop")]
+        if not drops:
+            raise DataError("the validation set gives no image or pixel AUROC (it needs normal and anomalous images)")
+        out["drop"] = max(drops)
+    return out

@@ -1,0 +1,116 @@
+"""INT8 export per runtime: gated on accuracy, run by the unchanged Predictor, refused when bad."""
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+import runtimes
+from edgead.cli import main
+from edgead.evaluate import evaluate
+from edgead.export import ExportError, export
+from edgead.predictor import Predictor
+from quant.gate import Candidate, GateFailed, run_gate
+
+TARGETS = [t for t, rt in (("onnx", "onnxruntime"), ("openvino", "openvino"), ("tflite", "tflite"))
+           if runtimes.available(rt)]
+RUNTIME = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "tflite"}
+LENIENT = {"max_drop": 1.0, "max_shift": 1.0}  # the tiny 64 px test model is not accurate enough for 0.01
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(tiny_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("int8") / "bundle"
+    export(tiny_run, out, TARGETS, int8=True, calib_size=8, **LENIENT)
+    return out
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_int8_artefact_is_described_in_the_manifest(int8_bundle, target):
+    m = json.loads((int8_bundle / "edgead.json").read_text())
+    fp32, int8 = m["artefacts"][target], m["artefacts"][f"{target}_int8"]
+    assert fp32["precision"] == "fp32" and int8["precision"] == "int8"
+    assert int8["runtime"] == RUNTIME[target] and int8["source_target"] == target
+    assert int8["file"] != fp32["file"] and len(int8["sha256"]) == 64
+    assert int8["calibration"]["n_images"] == 8
+    gate = int8["gate"]
+    assert gate["passed"] and gate["validation"]["kind"] == "labelled" and gate["validation"]["n_images"] == 23
+    for k in ("image_auroc", "pixel_auroc"):
+        assert 0 <= gate["fp32"][k] <= 1 and 0 <= gate["int8"][k] <= 1
+    assert gate["drop"] == pytest.approx(max(gate["fp32"][k] - gate["int8"][k] for k in ("image_auroc", "pixel_auroc")))
+    assert gate["attempts"][-1]["name"] == gate["chosen"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_predictor_runs_int8_like_fp32(int8_bundle, small_mvtec, target):
+    rt = RUNTIME[target]
+    pred = Predictor(int8_bundle, runtime=rt)  # precision "auto" prefers INT8
+    assert pred.precision == "int8" and pred.target == f"{target}_int8"
+    img = sorted((small_mvtec / "test/colour").glob("*.jpg"))[0]
+    got, ref = pred.predict(img), Predictor(int8_bundle, runtime=rt, precision="fp32").predict(img)
+    assert got.anomaly_map.shape == ref.anomaly_map.shape == (128, 128) and got.mask.dtype == bool
+    assert np.isfinite(got.raw_score) and got.raw_score != ref.raw_score  # really another model
+    res = evaluate(int8_bundle, small_mvtec, runtime=rt, precision="int8")
+    m = json.loads((int8_bundle / "edgead.json").read_text())
+    assert res["precision"] == "int8"
+    assert res["image_auroc"] == pytest.approx(m["artefacts"][f"{target}_int8"]["gate"]["int8"]["image_auroc"], abs=1e-6)
+
+
+def test_int8_artefacts_are_smaller(int8_bundle):
+    m = json.loads((int8_bundle / "edgead.json").read_text())
+    for target in TARGETS:
+        size = lambda key: sum(m["files"][f]["bytes"] for f in [m["artefacts"][key]["file"], *m["artefacts"][key].get("extra_files", [])])  # noqa: E731
+        assert size(f"{target}_int8") < 0.6 * size(target), target
+
+
+@pytest.fixture(scope="module")
+def constant_images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("constant")
+    for i in range(4):
+        cv2.imwrite(str(folder / f"grey{i}.png"), np.full((128, 128, 3), 128, np.uint8))
+    return folder
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_broken_calibration_is_refused_and_writes_nothing(tiny_run, tiny_bundle, small_mvtec, constant_images,
+                                                          tmp_path, target):
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_bundle, bundle)
+    before = {p.name: p.read_bytes() for p in bundle.iterdir()}
+    # OpenVINO is gated on normal images only here: with anomalies its last repair, NNCF accuracy
+    # control, ranks every layer (minutes); the labelled path is covered by the other runtimes.
+    val = small_mvtec / "test" / "good" if target == "openvino" else None
+    with pytest.raises(ExportError, match=r"INT8 accuracy is not within bounds \((drop|score_shift) \d\.\d{4} > "):
+        export(tiny_run, bundle, [target], int8=True, calib=constant_images, max_drop=0.01, max_shift=0.05, val=val)
+    assert {p.name: p.read_bytes() for p in bundle.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_cli_names_the_drop_and_exits_2(tiny_run, constant_images, tmp_path, capsys):
+    code = main(["export", str(tiny_run), "--target", TARGETS[0], "--int8", "--calib", str(constant_images),
+                 "--calib-size", "4", "--out", str(tmp_path / "b")])
+    err = capsys.readouterr().err
+    assert code == 2 and "not within bounds" in err and "not written" in err
+    assert not (tmp_path / "b").exists()
+
+
+def test_gate_returns_the_first_candidate_within_limits(tmp_path):
+    made = []
+
+    def candidates():
+        for name, drop in (("a", 0.2), ("b", 0.005), ("c", 0.0)):
+            made.append(name)
+            yield Candidate(name, {"m": tmp_path / name}, "m", {"drop": drop})
+
+    chosen, record = run_gate(candidates(), lambda c: {"drop": c.settings["drop"], "score_shift": 0.0},
+                              {"drop": 0.01, "score_shift": 0.05})
+    assert chosen.name == "b" and made == ["a", "b"]  # "c" is never built
+    assert [a["name"] for a in record["attempts"]] == ["a", "b"] and record["attempts"][0]["excess"] == pytest.approx(20)
+
+
+def test_gate_failure_names_the_best_drop(tmp_path):
+    cands = [Candidate(n, {"m": tmp_path / n}, "m", {"drop": d}) for n, d in (("a", 0.3), ("b", 0.04))]
+    with pytest.raises(GateFailed, match=r"drop 0\.0400 > 0\.01") as e:
+        run_gate(cands, lambda c: {"drop": c.settings["drop"], "score_shift": None}, {"drop": 0.01, "score_shift": 0.05})
+    assert e.value.record["passed"] is False and len(e.value.record["attempts"]) == 2
