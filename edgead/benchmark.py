@@ -1,8 +1,9 @@
 """On-device benchmark of a bundle: every runtime x precision it holds, each in its own process.
 
-For each case: artefact size, load time, latency percentiles of the whole Predictor path
-(preprocess + run + postprocess) and of the bare model, single-stream throughput, the peak RSS
-of the measuring process and, with labelled data, image / pixel AUROC through that runtime.
+For each case: artefact size, load time (Predictor construction, checksums included), latency
+percentiles of the whole Predictor path (preprocess + run + postprocess) and of the bare model,
+single-stream throughput (1000 / mean predict ms), the peak RSS of the measuring process and,
+with labelled data, image / pixel AUROC through that runtime.
 
     >>> from edgead.benchmark import run_benchmark, format_table
     >>> report = run_benchmark("bundles/hazelnut", threads=[1, 2], data="data/hazelnut", n=200)
@@ -231,20 +232,16 @@ def measure(bundle: str | Path, case: Case, images: list[np.ndarray], n: int = 2
     for i in range(warmup):
         pred.predict(images[i % len(images)])
     model_ms, predict_ms = [], []
-    for i in range(n):
-        x = xs[i % len(xs)]
+    for i in range(n):  # interleaved, so that both see the same load on a shared machine
         t = time.perf_counter()
-        pred.raw_map(x)
+        pred.raw_map(xs[i % len(xs)])
         model_ms.append((time.perf_counter() - t) * 1e3)
-    start = time.perf_counter()
-    for i in range(n):
         t = time.perf_counter()
         pred.predict(images[i % len(images)])
         predict_ms.append((time.perf_counter() - t) * 1e3)
-    total_s = time.perf_counter() - start
     row = _row(case.target, pred.runtime, pred.precision, case.threads, "ok")
     row.update(load_ms=load_ms, predict_ms=percentiles(predict_ms), model_ms=percentiles(model_ms),
-               throughput_ips=n / total_s, peak_rss_mb=peak_rss_mb(), **_runtime_details(pred))
+               throughput_ips=1e3 / float(np.mean(predict_ms)), peak_rss_mb=peak_rss_mb(), **_runtime_details(pred))
     if data is not None:
         from .evaluate import evaluate
 

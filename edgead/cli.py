@@ -107,7 +107,8 @@ def cmd_export(a: argparse.Namespace) -> int:
             q = manifest["artefacts"][f"{t}_int8"]
             g = q["gate"]
             drop = "n/a (no anomalies)" if g["drop"] is None else f"{g['drop']:.4f}"
-            print(f"{t + '_int8':>13}: {q['file']} ({q['bytes'] / 1e6:.1f} MB, int8, AUROC drop {drop}, "
+            size = sum(manifest["files"][f]["bytes"] for f in [q["file"], *q.get("extra_files", [])])
+            print(f"{t + '_int8':>13}: {q['file']} ({size / 1e6:.1f} MB, int8, AUROC drop {drop}, "
                   f"score shift {g['score_shift']:.4f}; {g['chosen']})")
     print(f"bundle written to {a.out}")
     return EXIT_OK

@@ -40,8 +40,9 @@ def add_train_options(t: argparse.ArgumentParser) -> None:
     g.add_argument("--hop", type=int, default=None, help="samples between window starts (default: window / 4)")
     g.add_argument("--rate", type=float, default=None, help="model sample rate in Hz; the data is resampled (default: its own)")
     g.add_argument("--channels", default=None, help="comma-separated channel names or indices (default: all)")
-    g.add_argument("--norm", choices=["window", "global", "none"], default="window",
-                   help="normalisation: z-score per window (default), training mean/std, or none")
+    g.add_argument("--norm", choices=["window", "global", "none"], default=None,
+                   help="normalisation: z-score per window (default for ECG: UCR, WFDB), training mean/std "
+                   "(default for NAB, CSV, numpy series), or none")
     g.add_argument("--train-fraction", type=float, default=None, help="share of the normal samples (UCR, default 0.6) "
                    "or of the recording (default 0.5) used for training; the rest is the test part")
     g.add_argument("--normal-class", default="1", help="UCR class that is normal (default 1)")

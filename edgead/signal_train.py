@@ -25,6 +25,7 @@ from .thresholds import ThresholdSet
 
 DEFAULT_WINDOW = 256
 DEFAULT_TRAIN_FRACTION = {"samples": 0.6, "series": 0.5}
+DEFAULT_NORM = {"ucr": "window", "wfdb": "window", "nab": "global", "csv": "global", "npy": "global"}
 
 
 def _spec(channels: int, length: int, hop: int, rate: float | None, norm: str, raw: np.ndarray,
@@ -39,12 +40,15 @@ def _spec(channels: int, length: int, hop: int, rate: float | None, norm: str, r
 
 def train_signal(data: str | Path, out: str | Path, model: str = "mmae", data_kind: str | None = None,
                  window: int | None = None, hop: int | None = None, rate: float | None = None,
-                 channels: list[str] | None = None, norm: str = "window", train_fraction: float | None = None,
+                 channels: list[str] | None = None, norm: str | None = None, train_fraction: float | None = None,
                  normal_class: str = "1", steps: int | None = None, epochs: int | None = None, seed: int = 0,
                  holdout: float = 0.15, threads: int | None = None, model_config: dict | None = None) -> dict:
     """Train signal model `model` on the normal part of `data` and write the run folder `out`.
 
-    `model_config` overrides fields of the model's Config (e.g. {"dim": 32, "depth": 2})."""
+    `norm` defaults to "window" (z-score per window) for ECG data (UCR, WFDB), whose amplitude
+    and baseline drift, and to "global" (training mean/std) for sensor and metric series (NAB,
+    CSV, numpy), where a level shift is often the anomaly. `model_config` overrides fields of
+    the model's Config (e.g. {"dim": 32, "depth": 2})."""
     import torch
     from safetensors.torch import save_file
 
@@ -57,6 +61,7 @@ def train_signal(data: str | Path, out: str | Path, model: str = "mmae", data_ki
         torch.set_num_threads(threads)
     t0 = time.time()
     d = load_signal(data, data_kind, normal_class, channels)
+    norm = norm or DEFAULT_NORM.get(d.kind, "window")
     if isinstance(d, SampleSet):
         prep = _prepare_samples(d, window, hop, rate, norm, train_fraction, holdout, seed)
     else:

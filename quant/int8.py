@@ -85,7 +85,7 @@ class Int8Session:
             if close is not None:
                 close()
         best = record["attempts"][-1]
-        gate = {"passed": True, "limits": limits, **{k: best[k] for k in ("drop", "score_shift", "decision_flips")},
+        gate = {"passed": True, "limits": limits, **{k: best.get(k) for k in ("drop", "score_shift", "normal_shift", "anomalous_shift", "decision_flips")},
                 "validation": vset.to_json(), "fp32": reference.metrics, "int8": best["int8"],
                 "fp32_score_stats": _stats(reference), "chosen": record["chosen"], "attempts": record["attempts"]}
         meta = {"runtime": runtime, "precision": "int8", "file": chosen.main, "source_target": target,

@@ -66,7 +66,7 @@ def test_cli_benchmark_measures_every_runtime(tiny_bundle, small_mvtec, tmp_path
             p = r[key]
             assert 0 < p["p50"] <= p["p90"] <= p["p99"]
         assert r["load_ms"] > 0 and r["peak_rss_mb"] > 50  # python + numpy + OpenCV + a runtime
-        assert r["throughput_ips"] == pytest.approx(1000 / r["predict_ms"]["mean"], rel=0.25)
+        assert r["throughput_ips"] == pytest.approx(1000 / r["predict_ms"]["mean"])  # single stream
         ref = evaluate(tiny_bundle, small_mvtec, runtime=rt)
         assert r["image_auroc"] == pytest.approx(ref["image_auroc"], abs=1e-9)
         assert r["pixel_auroc"] == pytest.approx(ref["pixel_auroc"], abs=1e-6)

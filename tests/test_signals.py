@@ -13,6 +13,7 @@ import runtimes
 from conftest import shared_data
 from edgead.signal_predictor import SignalPredictor
 
+pytestmark = pytest.mark.slow  # trains and exports (tiny) models
 PAIRS = [(t, r) for t, r in (("onnx", "onnxruntime"), ("openvino", "openvino"), ("tflite", "tflite")) if runtimes.available(r)]
 TARGETS, RUNTIMES = [t for t, _ in PAIRS], [r for _, r in PAIRS]
 TINY = {"dim": 32, "depth": 1, "heads": 2, "spans": [2, 0], "mask_scales": [1, 2], "mask_ratios": [0.5]}

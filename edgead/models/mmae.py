@@ -29,7 +29,8 @@ from torch import nn
 from ..progress import progress_bar
 
 TASK = "signal"
-NEG = -1e4  # additive attention mask: large but finite (fp16/int8 friendly)
+SPAN_PENALTY = -20.0  # added to attention logits outside a head's span: exp(-20) ~ 2e-9, and small
+# enough that INT8 ranges of the logits stay fine (a -1e4 mask leaves no resolution for the logits)
 
 
 @dataclass
@@ -96,14 +97,14 @@ class Attention(nn.Module):
         off = i[None, :] - i[:, None]
         self.register_buffer("rel_index", off.clamp(-reach, reach) + reach, persistent=False)
         span = torch.tensor([s if s > 0 else tokens for s in spans]).view(-1, 1, 1)
-        self.register_buffer("span_mask", (off.abs()[None] > span).float() * NEG, persistent=False)
+        self.register_buffer("span_bias", (off.abs()[None] > span).float() * SPAN_PENALTY, persistent=False)
         self.register_buffer("local", torch.tensor([float(s > 0) for s in spans]).view(-1, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(x).chunk(3, dim=-1)
         q, k, v = (t.reshape(b, n, self.heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
-        bias = self.rel_bias[:, self.rel_index] * self.local + self.span_mask  # (H, n, n)
+        bias = self.rel_bias[:, self.rel_index] * self.local + self.span_bias  # (H, n, n)
         att = torch.softmax(q @ k.transpose(-2, -1) * (self.head_dim ** -0.5) + bias, dim=-1)
         return self.proj((att @ v).transpose(1, 2).reshape(b, n, d))
 
