@@ -331,6 +331,7 @@ def run_benchmark(bundle: str | Path, runtimes_wanted: Sequence[str] | None = No
     threads = list(threads or default_threads())
     cases, skipped = plan(manifest, runtimes_wanted, threads, precisions)
     image_spec, images_text = _image_spec(manifest, data)
+    started, machine = _dt.datetime.now().astimezone().isoformat(timespec="seconds"), machine_info()
     rows, evaluated = [], set()
     for case in cases:
         if log:
@@ -343,13 +344,15 @@ def run_benchmark(bundle: str | Path, runtimes_wanted: Sequence[str] | None = No
         rows.append(row)
     _share_accuracy(rows)
     rows += skipped
-    return {"edgead_benchmark": 1, "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+    if hasattr(os, "getloadavg"):
+        machine["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+    return {"edgead_benchmark": 1, "date": started,
             "bundle": {"path": str(bundle), "model": manifest.get("model", {}).get("name"),
                        "input": f"{manifest['input']['width']}x{manifest['input']['height']}",
                        "bytes": sum(int(f.get("bytes") or 0) for f in manifest.get("files", {}).values())},
             "settings": {"n": n, "warmup": warmup, "threads": threads, "data": str(data) if data else None,
                          "timing_images": images_text, "device": device},
-            "machine": machine_info(), "rows": rows}
+            "machine": machine, "rows": rows}
 
 
 def _share_accuracy(rows: list[dict]) -> None:
@@ -397,7 +400,8 @@ def format_table(report: dict) -> str:
     head = [f"edgead benchmark: {b['path']} ({b['model']}, input {b['input']}, bundle {b['bytes'] / 1e6:.1f} MB)",
             f"machine: {m['cpu']}{' / ' + m['board'] if m.get('board') else ''}, {m['usable_cores']}/{m['cores']} cores, "
             f"{m['memory_gb']} GB, {m['os']}, {m['arch']}"
-            + (f", load average {m['load_avg'][0]:g} at start" if m.get("load_avg") else ""),
+            + (f", load average {m['load_avg'][0]:g} at start" if m.get("load_avg") else "")
+            + (f", {m['load_avg_end'][0]:g} at end" if m.get("load_avg_end") else ""),
             f"timing: n={s['n']} after {s['warmup']} warm-up on {s['timing_images']}; predict = preprocess + "
             f"model + postprocess, model = the runtime alone"]
     cells = [[fn(r) for _, fn in COLUMNS] for r in report["rows"]]
