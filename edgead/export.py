@@ -109,7 +109,7 @@ def export(run_dir: str | Path, out: str | Path, targets: list[str], sample_imag
     (default: the run's training images; `calib_size` of them) and gated on accuracy against
     FP32 on the validation data (`val`, default: the run's test split when it has anomalies,
     else held-out normal images): image/pixel AUROC may drop by `max_drop` at most, normalised
-    scores of normal images may move by `max_shift` on average. If even the repaired INT8 is
+    scores (of normal, and of anomalous images) may move by `max_shift` on average. If even the repaired INT8 is
     outside, ExportError names the values. Every artefact is converted and checked before the
     bundle is touched."""
     import torch

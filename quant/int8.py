@@ -25,7 +25,7 @@ QUANTIZERS = {
     "tflite": ("tflite", "quant.tflite_int8"),
 }
 DEFAULT_MAX_DROP = 0.01  # AUROC (image or pixel) lost, on labelled validation data
-DEFAULT_MAX_SHIFT = 0.05  # mean |change| of the normalised score of normal images (0.5 = threshold)
+DEFAULT_MAX_SHIFT = 0.05  # mean |change| of normalised scores (0.5 = threshold), normal or anomalous images
 
 __all__ = ["Int8Session", "GateFailed", "QUANTIZERS", "DEFAULT_MAX_DROP", "DEFAULT_MAX_SHIFT", "int8_target"]
 
@@ -85,7 +85,8 @@ class Int8Session:
             if close is not None:
                 close()
         best = record["attempts"][-1]
-        gate = {"passed": True, "limits": limits, **{k: best.get(k) for k in ("drop", "score_shift", "normal_shift", "anomalous_shift", "decision_flips")},
+        measured = ("drop", "score_shift", "normal_shift", "anomalous_shift", "decision_flips")
+        gate = {"passed": True, "limits": limits, **{k: best.get(k) for k in measured},
                 "validation": vset.to_json(), "fp32": reference.metrics, "int8": best["int8"],
                 "fp32_score_stats": _stats(reference), "chosen": record["chosen"], "attempts": record["attempts"]}
         meta = {"runtime": runtime, "precision": "int8", "file": chosen.main, "source_target": target,

@@ -96,7 +96,9 @@ def candidates(fp32: Path, calib: np.ndarray, workdir: Path, validation: Validat
         yield Candidate("all layers INT8" + (", MINMAX activation ranges" if minmax else ""),
                         quantize(minmax, [], f"model_int8_{'minmax' if minmax else 'default'}"), "model_int8.xml",
                         {**base, "activation_ranges": RANGES[minmax], "fp32_layers": []})
-    measured = {h["settings"].get("activation_ranges"): h["excess"] for h in history or []}
+    # the head repairs fix score shifts; pick the range setting that ranked images better
+    key = "drop" if all(h.get("drop") is not None for h in history or []) else "normal_shift"
+    measured = {h["settings"].get("activation_ranges"): h.get(key) or 0.0 for h in history or []}
     minmax = measured.get(RANGES[True], 0.0) <= measured.get(RANGES[False], 1.0)
     dist = distances(core.read_model(str(fp32)))
     for level in head_levels(dist):

@@ -16,13 +16,25 @@ from quant.gate import Candidate, GateFailed, run_gate
 TARGETS = [t for t, rt in (("onnx", "onnxruntime"), ("openvino", "openvino"), ("tflite", "tflite"))
            if runtimes.available(rt)]
 RUNTIME = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "tflite"}
-LENIENT = {"max_drop": 1.0, "max_shift": 1.0}  # the tiny 64 px test model is not accurate enough for 0.01
 
 
 @pytest.fixture(scope="module")
-def int8_bundle(tiny_run, tmp_path_factory):
+def small_run(small_mvtec, tmp_path_factory):
+    """HetNet-lite at 128 px, 90 steps: trained enough for its maps to survive INT8 (the 64 px,
+    6-step `tiny_run` is mostly noise, and INT8 adds its own)."""
+    from edgead.train import train
+
+    out = tmp_path_factory.mktemp("runs") / "hetnet128"
+    train(small_mvtec, out, model="hetnet", epochs=30, image_size=128)
+    return out
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(small_run, tmp_path_factory):
+    """FP32 + INT8 of every target, gated with the default limits (1 AUROC point, 0.05 shift),
+    calibrated on the 24 fit images of the small hazelnut set."""
     out = tmp_path_factory.mktemp("int8") / "bundle"
-    export(tiny_run, out, TARGETS, int8=True, calib_size=8, **LENIENT)
+    export(small_run, out, TARGETS, int8=True, calib_size=24)
     return out
 
 
@@ -33,13 +45,26 @@ def test_int8_artefact_is_described_in_the_manifest(int8_bundle, target):
     assert fp32["precision"] == "fp32" and int8["precision"] == "int8"
     assert int8["runtime"] == RUNTIME[target] and int8["source_target"] == target
     assert int8["file"] != fp32["file"] and len(int8["sha256"]) == 64
-    assert int8["calibration"]["n_images"] == 8
+    assert int8["calibration"]["n_images"] == 24
     gate = int8["gate"]
+    assert gate["limits"] == {"drop": 0.01, "score_shift": 0.05}
     assert gate["passed"] and gate["validation"]["kind"] == "labelled" and gate["validation"]["n_images"] == 23
     for k in ("image_auroc", "pixel_auroc"):
         assert 0 <= gate["fp32"][k] <= 1 and 0 <= gate["int8"][k] <= 1
     assert gate["drop"] == pytest.approx(max(gate["fp32"][k] - gate["int8"][k] for k in ("image_auroc", "pixel_auroc")))
+    assert gate["drop"] <= 0.01 and gate["score_shift"] <= 0.05
     assert gate["attempts"][-1]["name"] == gate["chosen"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_int8_auroc_within_one_point_of_fp32(int8_bundle, small_mvtec, target):
+    """Measured again here through evaluate(), not taken from the manifest."""
+    fp32 = evaluate(int8_bundle, small_mvtec, runtime=RUNTIME[target], precision="fp32")
+    int8 = evaluate(int8_bundle, small_mvtec, runtime=RUNTIME[target], precision="int8")
+    assert int8["precision"] == "int8" and fp32["precision"] == "fp32"
+    for k in ("image_auroc", "pixel_auroc"):
+        assert abs(int8[k] - fp32[k]) <= 0.01, (k, fp32[k], int8[k])
+    assert fp32["pixel_auroc"] > 0.9  # a model worth quantizing
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -51,17 +76,14 @@ def test_predictor_runs_int8_like_fp32(int8_bundle, small_mvtec, target):
     got, ref = pred.predict(img), Predictor(int8_bundle, runtime=rt, precision="fp32").predict(img)
     assert got.anomaly_map.shape == ref.anomaly_map.shape == (128, 128) and got.mask.dtype == bool
     assert np.isfinite(got.raw_score) and got.raw_score != ref.raw_score  # really another model
-    res = evaluate(int8_bundle, small_mvtec, runtime=rt, precision="int8")
-    m = json.loads((int8_bundle / "edgead.json").read_text())
-    assert res["precision"] == "int8"
-    assert res["image_auroc"] == pytest.approx(m["artefacts"][f"{target}_int8"]["gate"]["int8"]["image_auroc"], abs=1e-6)
+    assert got.is_anomalous == ref.is_anomalous and abs(got.score - ref.score) < 0.1
 
 
 def test_int8_artefacts_are_smaller(int8_bundle):
     m = json.loads((int8_bundle / "edgead.json").read_text())
     for target in TARGETS:
         size = lambda key: sum(m["files"][f]["bytes"] for f in [m["artefacts"][key]["file"], *m["artefacts"][key].get("extra_files", [])])  # noqa: E731
-        assert size(f"{target}_int8") < 0.6 * size(target), target
+        assert size(f"{target}_int8") < 0.8 * size(target), target  # repairs may keep a few layers FP32
 
 
 @pytest.fixture(scope="module")
