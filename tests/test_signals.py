@@ -309,3 +309,40 @@ def test_int8_export_of_a_signal_bundle_is_gated_and_chosen(signal_run, record, 
     with pytest.raises(ExportError, match="not within bounds"):  # an impossible limit is refused, not shipped
         export(signal_run, tmp_path / "c", ["onnx"], int8=True, max_drop=0.5, max_shift=0.0)
     assert not (tmp_path / "c").exists()
+
+
+# ------------------------------------------------------------------------------ device example
+
+def _ecg_stream(*args):
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**__import__("os").environ, "PYTHONPATH": str(repo), "EDGEAD_QUIET": "1"}
+    return subprocess.run([sys.executable, str(repo / "examples/ecg_stream.py"), *map(str, args)],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_ecg_stream_example_alarms_match_the_batch_predictor(signal_bundle, record, samples):
+    pred = SignalPredictor(signal_bundle, runtime="onnxruntime")
+    ref = pred.predict(samples, rate=SRC_RATE).windows
+    r = _ecg_stream(signal_bundle, record, "--runtime", "onnxruntime", "--json", "--chunk", 37)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [w["start"] for w in rows] == [w.start for w in ref]
+    assert np.allclose([w["raw_score"] for w in rows], [w.raw_score for w in ref], rtol=1e-5)
+    runs = sum(1 for i, w in enumerate(ref) if w.is_anomalous and (i == 0 or not ref[i - 1].is_anomalous))
+    r = _ecg_stream(signal_bundle, record, "--runtime", "onnxruntime")
+    assert r.returncode == 0, r.stderr
+    alarms = [line for line in r.stdout.splitlines() if line.startswith("ALARM")]
+    assert len(alarms) == runs > 0 and f"{runs} alarms" in r.stderr
+    starts = np.array([float(a.split("t=")[1].split()[0]) for a in alarms])
+    assert (starts > 0.6 * 240).sum() > (starts <= 0.6 * 240).sum()  # V beats: last 40 % of the record
+
+
+def test_ecg_stream_example_on_mitbih_and_bad_input(signal_bundle, tmp_path):
+    r = _ecg_stream(signal_bundle, tmp_path / "nothing", "--runtime", "onnxruntime")
+    assert r.returncode == 2 and "nothing" in r.stderr
+    rec = shared_data("signals/mitbih_wfdb_sample") / "100"
+    r = _ecg_stream(signal_bundle, rec, "--runtime", "onnxruntime", "--max-seconds", 20)
+    assert r.returncode == 0, r.stderr
+    assert "20.0 s in" in r.stderr and "no channel" in r.stderr  # MLII / V5 leads, the model's is II
