@@ -37,6 +37,12 @@ NAB_TRAIN = {"window": 128, "hop": 32, "train_fraction": 0.3}
 NAB_NORMS = ("window", "global")  # z-score per window hides level shifts; training mean/std keeps them
 
 
+def artefact_bytes(manifest: dict, key: str) -> int:
+    """All files of an artefact (OpenVINO: .xml and .bin)."""
+    art = manifest["artefacts"][key]
+    return sum(manifest["files"][f]["bytes"] for f in [art["file"], *art.get("extra_files", [])])
+
+
 def latency(source: Path, runtime: str, threads: int, precision: str = "fp32") -> dict:
     out = subprocess.run([sys.executable, str(HERE / "signal_latency.py"), str(source), runtime, str(threads), "200",
                           precision if runtime != "torch" else "auto"],
@@ -96,7 +102,7 @@ def int8_rows(run: Path, bundle: Path, fp32: dict, max_drop: float = 0.01, max_s
         out[rt] = {"chosen": g["chosen"], "sample_auroc": g["int8"]["sample_auroc"], "drop": g["drop"],
                    "score_shift": g["score_shift"], "seconds": round(time.time() - t, 1),
                    "attempts": [{k: a.get(k) for k in ("name", "drop", "score_shift")} for a in g["attempts"]],
-                   "bytes": meta.get("bytes") or (bundle / meta["file"]).stat().st_size,
+                   "bytes": artefact_bytes(json.loads((bundle / "edgead.json").read_text()), target + "_int8"),
                    "latency": latency(bundle, rt, 1, "int8")}
         print("int8", rt, json.dumps(out[rt]), flush=True)
     return out
@@ -124,7 +130,7 @@ def bench_set(name: str, data: Path, train_kw: dict, out: Path, threads: int, ex
     if not (reuse and (bundle / "edgead.json").is_file()):
         export(run, bundle, [t for t, _ in RUNTIMES])
     manifest = json.loads((bundle / "edgead.json").read_text())
-    row["bundle_bytes"] = {t: a["bytes"] for t, a in manifest["artefacts"].items()}
+    row["bundle_bytes"] = {t: artefact_bytes(manifest, t) for t in manifest["artefacts"]}
     row["latency"] = {"torch": latency(run, "torch", 1)}
     for target, rt in RUNTIMES:
         row[rt] = evaluate_signal(bundle, data, runtime=rt, precision="fp32")
