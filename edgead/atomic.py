@@ -50,6 +50,15 @@ def swap_into_place(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _usual_file_modes(folder: Path) -> None:
+    """Files as `open()` would make them (0666 minus umask); some writers (safetensors) use 0600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in folder.iterdir():
+        if f.is_file() and not f.is_symlink():
+            os.chmod(f, 0o666 & ~umask)
+
+
 @contextmanager
 def atomic_folder(out: str | os.PathLike, marker: str) -> Iterator[Path]:
     """Yield a temporary folder; on success it replaces `out`, on error it is removed.
@@ -64,6 +73,7 @@ def atomic_folder(out: str | os.PathLike, marker: str) -> Iterator[Path]:
     try:
         os.chmod(tmp, 0o755)
         yield tmp
+        _usual_file_modes(tmp)
         fsync_dir(tmp)
         swap_into_place(tmp, out)
     except BaseException:

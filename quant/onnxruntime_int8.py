@@ -5,7 +5,7 @@ VNNI multiply u8 x s8 pairs into saturating int16 sums; with full-range weights 
 the anomaly maps here, 6 pixel-AUROC points lost), MinMax calibration (anomaly scores live in
 the tails of activation distributions, so ranges are not clipped), after ORT's own
 pre-processing (shape inference and graph optimisation).
-Repairs keep the nodes nearest the output in FP32 (`nodes_to_exclude`, see quant.graph)."""
+Repairs keep the nodes nearest the input and the output in FP32 (`nodes_to_exclude`, see quant.graph)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .gate import Candidate
-from .graph import head, head_levels, output_distances
+from .graph import ends, head_levels, input_distances, output_distances
 
 RUNTIME = "onnxruntime"
 
@@ -41,11 +41,12 @@ def _input_name(graph) -> str:
     return names[0]
 
 
-def distances(graph) -> dict[str, int]:
-    """Node name -> fewest edges to a graph output."""
+def distances(graph, input_name: str) -> tuple[dict[str, int], dict[str, int]]:
+    """Node name -> fewest edges to a graph output, and from the nodes reading `input_name`."""
     producer = {o: n.name for n in graph.node for o in n.output}
     producers = {n.name: [producer[i] for i in n.input if i in producer] for n in graph.node}
-    return output_distances(producers, [producer[o.name] for o in graph.output if o.name in producer])
+    return (output_distances(producers, [producer[o.name] for o in graph.output if o.name in producer]),
+            input_distances(producers, [n.name for n in graph.node if input_name in n.input]))
 
 
 def quantize(model: Path, input_name: str, calib: np.ndarray, out: Path, exclude: list[str] | tuple = (),
@@ -62,7 +63,7 @@ def quantize(model: Path, input_name: str, calib: np.ndarray, out: Path, exclude
 
 
 def candidates(fp32: Path, calib: np.ndarray, workdir: Path, **_) -> Iterator[Candidate]:
-    """The fully quantized QDQ model, then repairs with a growing FP32 head."""
+    """The fully quantized QDQ model, then repairs with growing FP32 ends (see quant.graph)."""
     import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -75,9 +76,9 @@ def candidates(fp32: Path, calib: np.ndarray, workdir: Path, **_) -> Iterator[Ca
             "weights": "int8 per-channel, 7-bit range", "calibration": "MinMax", "calibration_images": int(len(calib))}
     first = quantize(pre, name, calib, workdir / "model_int8.onnx", cache=cache)
     yield Candidate("all layers INT8", {"model_int8.onnx": first}, "model_int8.onnx", {**base, "fp32_nodes": []})
-    dist = distances(graph)
-    for level in head_levels(dist):
-        keep = head(dist, level)
-        out = quantize(pre, name, calib, workdir / f"model_int8_head{level}.onnx", keep, cache)
-        yield Candidate(f"FP32 for the {len(keep)} nodes within {level} steps of the output",
+    dist_out, dist_in = distances(graph, name)
+    for level in head_levels(dist_out):
+        keep = ends(dist_out, dist_in, level)
+        out = quantize(pre, name, calib, workdir / f"model_int8_ends{level}.onnx", keep, cache)
+        yield Candidate(f"FP32 for the {len(keep)} nodes within {level} steps of the input or the output",
                         {"model_int8.onnx": out}, "model_int8.onnx", {**base, "fp32_nodes": keep})

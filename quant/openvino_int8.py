@@ -1,8 +1,8 @@
 """OpenVINO INT8 with NNCF post-training quantization (`nncf.quantize`).
 
 Candidates, in order: MINMAX activation ranges (no clipping of the tails, where anomaly scores
-live); NNCF's default ranges; both with fast bias correction; then the repairs: a growing FP32 head
-(ignored scope, see quant.graph), and `nncf.quantize_with_accuracy_control`, which reverts the
+live); NNCF's default ranges; both with fast bias correction; then the repairs: growing FP32 ends
+(input and output side, ignored scope, see quant.graph), and `nncf.quantize_with_accuracy_control`, which reverts the
 layers that cost the most accuracy to FP32 until the gate's drop on the validation set is
 within bounds."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .gate import Candidate
-from .graph import head, head_levels, output_distances
+from .graph import ends, head_levels, input_distances, output_distances
 
 RUNTIME = "openvino"
 RANKING_SUBSET = 50  # validation images used to rank layers in accuracy control
@@ -63,21 +63,25 @@ def _advanced(minmax: bool):
     return AdvancedQuantizationParameters(overflow_fix=OverflowFix.ENABLE, **ranges)
 
 
-def distances(model) -> dict[str, int]:
-    """Op friendly name -> fewest edges to a model output (constants and parameters left out)."""
+def distances(model) -> tuple[dict[str, int], dict[str, int]]:
+    """Op friendly name -> fewest edges to a model output, and from the input (constants and
+    parameters left out)."""
     skip = {"Constant", "Parameter"}
     ops = [op for op in model.get_ordered_ops() if op.get_type_name() not in skip]
     producers = {op.get_friendly_name(): [i.get_source_output().get_node().get_friendly_name() for i in op.inputs()]
                  for op in ops}
     outputs = [r.get_friendly_name() for r in model.get_results()]
     dist = output_distances(producers, outputs)
-    return {n: d - 1 for n, d in dist.items() if n in producers and n not in outputs}  # Result nodes are not layers
+    params = {p.get_friendly_name() for p in model.get_parameters()}
+    dist_in = input_distances(producers, [n for n, feeding in producers.items() if params & set(feeding)])
+    return ({n: d - 1 for n, d in dist.items() if n in producers and n not in outputs},  # Result nodes are not layers
+            {n: d for n, d in dist_in.items() if n not in outputs})
 
 
 def candidates(fp32: Path, calib: np.ndarray, workdir: Path, validation: Validation | None = None,
                max_drop: float = 0.01, history: list[dict] | None = None, **_) -> Iterator[Candidate]:
     """MINMAX ranges; NNCF default ranges; then, with the better of the two range settings (as measured
-    by the gate into `history`), a growing FP32 head (ignored scope, see quant.graph); last,
+    by the gate into `history`), growing FP32 ends (ignored scope, see quant.graph); last,
     accuracy control when a validation set is given."""
     import nncf
     import openvino as ov
@@ -96,15 +100,15 @@ def candidates(fp32: Path, calib: np.ndarray, workdir: Path, validation: Validat
         yield Candidate("all layers INT8" + (", MINMAX activation ranges" if minmax else ""),
                         quantize(minmax, [], f"model_int8_{'minmax' if minmax else 'default'}"), "model_int8.xml",
                         {**base, "activation_ranges": RANGES[minmax], "fp32_layers": []})
-    # the head repairs fix score shifts; pick the range setting that ranked images better
+    # the end repairs fix score shifts; pick the range setting that ranked images better
     key = "drop" if all(h.get("drop") is not None for h in history or []) else "normal_shift"
     measured = {h["settings"].get("activation_ranges"): h.get(key) or 0.0 for h in history or []}
     minmax = measured.get(RANGES[True], 0.0) <= measured.get(RANGES[False], 1.0)
-    dist = distances(core.read_model(str(fp32)))
-    for level in head_levels(dist):
-        keep = head(dist, level)
-        yield Candidate(f"FP32 for the {len(keep)} layers within {level} steps of the output",
-                        quantize(minmax, keep, f"model_int8_head{level}"), "model_int8.xml",
+    dist_out, dist_in = distances(core.read_model(str(fp32)))
+    for level in head_levels(dist_out):
+        keep = ends(dist_out, dist_in, level)
+        yield Candidate(f"FP32 for the {len(keep)} layers within {level} steps of the input or the output",
+                        quantize(minmax, keep, f"model_int8_ends{level}"), "model_int8.xml",
                         {**base, "activation_ranges": RANGES[minmax], "fp32_layers": keep})
     if validation is None or len(validation.items) < 2:
         return

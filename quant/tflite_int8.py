@@ -3,8 +3,8 @@ int8 input and output tensors) on the FP32 .tflite written by litert-torch.
 
 Calibration merges activation min/max over all samples (the quantizer's default moving average
 collapses with batch-1 samples; min/max also keeps the tails, where anomaly scores live).
-Repairs (mixed precision) keep the ops nearest the output in float (see quant.graph); the
-output tensor is then float too."""
+Repairs (mixed precision) keep the ops nearest the input and the output in float (see
+quant.graph); the output tensor is then float too."""
 from __future__ import annotations
 
 import re
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .gate import Candidate
-from .graph import head, head_levels, output_distances
+from .graph import ends, head_levels, input_distances, output_distances
 
 RUNTIME = "tflite"
 
@@ -64,8 +64,8 @@ def quantize(model: Path, ranges: dict, out: Path, float_ops: list[str] | tuple 
     return out
 
 
-def distances(model: Path) -> dict[str, int]:
-    """Op (named by its output tensors' scope) -> fewest edges to a model output."""
+def distances(model: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """Op (named by its output tensors' scope) -> fewest edges to a model output, and from the input."""
     from ai_edge_quantizer.utils import tfl_flatbuffer_utils
 
     graph = tfl_flatbuffer_utils.read_model(str(model)).subgraphs[0]
@@ -74,19 +74,21 @@ def distances(model: Path) -> dict[str, int]:
     producer = {i: k for k, op in enumerate(graph.operators) for i in op.outputs if i >= 0}
     producers = {scope[k]: [scope[producer[i]] for i in op.inputs if i in producer]
                  for k, op in enumerate(graph.operators)}
-    return output_distances(producers, [scope[producer[i]] for i in graph.outputs if i in producer])
+    sources = [scope[k] for k, op in enumerate(graph.operators) if any(i in graph.inputs for i in op.inputs)]
+    return (output_distances(producers, [scope[producer[i]] for i in graph.outputs if i in producer]),
+            input_distances(producers, sources))
 
 
 def candidates(fp32: Path, calib: np.ndarray, workdir: Path, **_) -> Iterator[Candidate]:
-    """Full-integer INT8, then repairs with a growing float head (see quant.graph)."""
+    """Full-integer INT8, then repairs with growing float ends (see quant.graph)."""
     ranges = calibrate(fp32, calib)
     base = {"tool": "ai-edge-quantizer", "activations": "int8", "weights": "int8 per-channel",
             "calibration": "min/max over all samples", "calibration_images": int(len(calib))}
     first = quantize(fp32, ranges, workdir / "model_int8.tflite")
     yield Candidate("all layers INT8", {"model_int8.tflite": first}, "model_int8.tflite", {**base, "float_ops": []})
-    dist = distances(fp32)
-    for level in head_levels(dist):
-        keep = head(dist, level)
-        out = quantize(fp32, ranges, workdir / f"model_int8_head{level}.tflite", keep)
-        yield Candidate(f"float for the {len(keep)} ops within {level} steps of the output",
+    dist_out, dist_in = distances(fp32)
+    for level in head_levels(dist_out):
+        keep = ends(dist_out, dist_in, level)
+        out = quantize(fp32, ranges, workdir / f"model_int8_ends{level}.tflite", keep)
+        yield Candidate(f"float for the {len(keep)} ops within {level} steps of the input or the output",
                         {"model_int8.tflite": out}, "model_int8.tflite", {**base, "float_ops": keep})

@@ -1,5 +1,6 @@
 """The CLI contract: train / eval / predict on real sample images, exit codes and error messages."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,10 @@ def test_train_writes_a_complete_run(tiny_run):
     image = cfg["thresholds"]["image"]
     assert image["active"] == "normal_quantile" and np.isfinite(image["values"]["normal_quantile"])
     assert cfg["complexity"]["student_flops"] < cfg["complexity"]["teacher_flops"]
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in ("run.json", "weights.safetensors"):  # safetensors alone would write 0600
+        assert (tiny_run / f).stat().st_mode & 0o777 == 0o666 & ~umask, f
 
 
 def test_eval_json_keys_and_overlays(tiny_run, small_mvtec, tmp_path, capsys):

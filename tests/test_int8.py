@@ -136,3 +136,16 @@ def test_gate_failure_names_the_best_drop(tmp_path):
     with pytest.raises(GateFailed, match=r"drop 0\.0400 > 0\.01") as e:
         run_gate(cands, lambda c: {"drop": c.settings["drop"], "score_shift": None}, {"drop": 0.01, "score_shift": 0.05})
     assert e.value.record["passed"] is False and len(e.value.record["attempts"]) == 2
+
+
+def test_repairs_keep_both_ends_of_the_graph_in_fp32():
+    from quant.graph import ends, head_levels, input_distances, output_distances
+
+    # stem -> a -> b -> c -> d -> out, with a side branch a -> side -> d
+    producers = {"stem": [], "a": ["stem"], "b": ["a"], "c": ["b"], "side": ["a"], "d": ["c", "side"], "out": ["d"]}
+    dist_out, dist_in = output_distances(producers, ["out"]), input_distances(producers, ["stem"])
+    assert dist_out == {"out": 0, "d": 1, "c": 2, "side": 2, "b": 3, "a": 3, "stem": 4}
+    assert dist_in == {"stem": 0, "a": 1, "b": 2, "side": 2, "c": 3, "d": 3, "out": 4}
+    assert ends(dist_out, dist_in, 0) == ["out", "stem"]
+    assert ends(dist_out, dist_in, 1) == ["a", "d", "out", "stem"]
+    assert head_levels(dist_out) == [1, 2]
