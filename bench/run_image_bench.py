@@ -26,6 +26,7 @@ def latency(bundle: Path, runtime: str, threads: int, precision: str = "fp32") -
 
 
 def main() -> None:
+    from edgead.bundle import artefact_bytes
     from edgead.evaluate import evaluate
     from edgead.export import export
     from edgead.train import train
@@ -50,10 +51,8 @@ def main() -> None:
         manifest = json.loads((bundle / "edgead.json").read_text())
         row["runtimes"] = {}
         for rt, target in zip(RUNTIMES, ["onnx", "openvino", "tflite"]):
-            art = manifest["artefacts"][target]
-            files = [art["file"], *art.get("extra_files", [])]
             row["runtimes"][rt] = {
-                "bytes": sum(manifest["files"][f]["bytes"] for f in files),
+                "bytes": artefact_bytes(manifest, target),
                 "eval": evaluate(bundle, data, runtime=rt),
                 "latency": [latency(bundle, rt, th) for th in (1, 2)],
             }

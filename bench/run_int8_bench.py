@@ -40,6 +40,7 @@ def run_for(data: Path, runs: Path, out: Path) -> Path:
 
 
 def bench_one(data: Path, run: Path, bundle: Path, calib_size: int) -> dict:
+    from edgead.bundle import artefact_bytes
     from edgead.evaluate import evaluate
     from edgead.export import ExportError, export
 
@@ -58,10 +59,9 @@ def bench_one(data: Path, run: Path, bundle: Path, calib_size: int) -> dict:
             art = manifest.get("artefacts", {}).get(key)
             if art is None:
                 continue
-            files = [art["file"], *art.get("extra_files", [])]
             ev = evaluate(bundle, data, runtime=rt, precision=precision)
             entry[precision] = {
-                "bytes": sum(manifest["files"][f]["bytes"] for f in files),
+                "bytes": artefact_bytes(manifest, key),
                 "image_auroc": ev["image_auroc"], "pixel_auroc": ev["pixel_auroc"], "aupro": ev["aupro"],
                 "ms_1t": latency(bundle, rt, 1, precision), "ms_2t": latency(bundle, rt, 2, precision),
             }

@@ -37,12 +37,6 @@ NAB_TRAIN = {"window": 128, "hop": 32, "train_fraction": 0.3}
 NAB_NORMS = ("window", "global")  # z-score per window hides level shifts; training mean/std keeps them
 
 
-def artefact_bytes(manifest: dict, key: str) -> int:
-    """All files of an artefact (OpenVINO: .xml and .bin)."""
-    art = manifest["artefacts"][key]
-    return sum(manifest["files"][f]["bytes"] for f in [art["file"], *art.get("extra_files", [])])
-
-
 def latency(source: Path, runtime: str, threads: int, precision: str = "fp32") -> dict:
     out = subprocess.run([sys.executable, str(HERE / "signal_latency.py"), str(source), runtime, str(threads), "200",
                           precision if runtime != "torch" else "auto"],
@@ -80,6 +74,7 @@ def int8_rows(run: Path, bundle: Path, fp32: dict, max_drop: float = 0.01, max_s
     import tempfile
 
     from edgead import bundle as bundle_io
+    from edgead.bundle import artefact_bytes
     from edgead.signal_int8 import SignalInt8Session
     from quant.gate import GateFailed
 
@@ -110,6 +105,7 @@ def int8_rows(run: Path, bundle: Path, fp32: dict, max_drop: float = 0.01, max_s
 
 def bench_set(name: str, data: Path, train_kw: dict, out: Path, threads: int, export_targets: bool,
               reuse: bool = False) -> dict:
+    from edgead.bundle import artefact_bytes
     from edgead.export import export
     from edgead.signal_eval import evaluate_signal
     from edgead.signal_train import train_signal

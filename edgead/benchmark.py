@@ -34,6 +34,7 @@ import runtimes
 
 from . import __version__
 from . import bundle as bundle_io
+from .bundle import artefact_bytes
 from .predictor import TARGET_RUNTIME
 
 #: pip distributions whose versions describe the machine's software.
@@ -53,13 +54,6 @@ class Case:
 
 
 # ------------------------------------------------------------------------------ planning
-
-def artefact_bytes(manifest: dict, target: str) -> int:
-    """Bytes a device needs for `target`: its file plus extra files (e.g. OpenVINO's .bin)."""
-    art = manifest["artefacts"][target]
-    files = manifest.get("files", {})
-    return sum(int(files.get(f, {}).get("bytes") or art.get("bytes") or 0) for f in [art["file"], *art.get("extra_files", [])])
-
 
 def runtime_of(target: str, art: dict) -> str:
     return art.get("runtime") or TARGET_RUNTIME.get(target, "?")

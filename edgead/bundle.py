@@ -278,6 +278,13 @@ def _artefact_files(art: Mapping) -> list[str]:
     return [art["file"], *art.get("extra_files", [])]
 
 
+def artefact_bytes(manifest: Mapping, target: str) -> int:
+    """Bytes a device needs for `target`: its file plus extra files (e.g. OpenVINO's .bin)."""
+    art = manifest["artefacts"][target]
+    files = manifest.get("files", {})
+    return sum(int(files.get(f, {}).get("bytes") or art.get("bytes") or 0) for f in _artefact_files(art))
+
+
 def _safe_name(name: str, where: str) -> str:
     """Reject names that would leave the bundle folder (absolute, '..', backslashes)."""
     parts = PurePosixPath(name).parts if isinstance(name, str) and name else ()

@@ -94,6 +94,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
+    from .bundle import artefact_bytes
     from .export import export
 
     targets = [t for spec in a.target for t in spec.split(",") if t]
@@ -101,14 +102,13 @@ def cmd_export(a: argparse.Namespace) -> int:
                       max_drop=a.max_drop, max_shift=a.max_shift, val=a.val)
     for t in targets:
         art = manifest["artefacts"][t]
-        print(f"{t:>8}: {art['file']} ({art['bytes'] / 1e6:.1f} MB, {art['precision']}, "
+        print(f"{t:>8}: {art['file']} ({artefact_bytes(manifest, t) / 1e6:.1f} MB, {art['precision']}, "
               f"max |diff| vs torch {art['max_abs_diff_vs_torch']:.2g})")
         if a.int8:
             q = manifest["artefacts"][f"{t}_int8"]
             g = q["gate"]
             drop = "n/a (no anomalies)" if g["drop"] is None else f"{g['drop']:.4f}"
-            size = sum(manifest["files"][f]["bytes"] for f in [q["file"], *q.get("extra_files", [])])
-            print(f"{t + '_int8':>13}: {q['file']} ({size / 1e6:.1f} MB, int8, AUROC drop {drop}, "
+            print(f"{t + '_int8':>13}: {q['file']} ({artefact_bytes(manifest, f'{t}_int8') / 1e6:.1f} MB, int8, AUROC drop {drop}, "
                   f"score shift {g['score_shift']:.4f}; {g['chosen']})")
     print(f"bundle written to {a.out}")
     return EXIT_OK

@@ -81,14 +81,14 @@ def cmd_eval(a: argparse.Namespace) -> int:
 def cmd_predict(a: argparse.Namespace) -> int:
     """Score signal files (UCR samples, WFDB records, CSV, numpy): one JSON line per sample or window."""
     from .data.images import DataError
-    from .data.signals import SampleSet
+    from .data.signals import SampleSet, load_with_channels
     from .signal_predictor import SignalPredictor
 
     pred = SignalPredictor(a.bundle, runtime=a.runtime, threads=a.threads, precision=a.precision)
     failed = 0
     for path in a.paths:
         try:
-            d = _load(path, getattr(a, "data_kind", None), list(pred.spec.channel_names))
+            d, _ = load_with_channels(path, getattr(a, "data_kind", None), list(pred.spec.channel_names))
             if isinstance(d, SampleSet):
                 s = pred.score_windows(d.values)
                 rows = [{"path": path, "index": i, "raw_score": float(r), "score": round(float(n), 6),
@@ -119,16 +119,3 @@ def cmd_predict(a: argparse.Namespace) -> int:
         print(f"edgead: {failed} of {len(a.paths)} files could not be scored", file=sys.stderr)
         return 1
     return 0
-
-
-def _load(path: str, kind: str | None, names: list[str]):
-    """The file with the model's channels when it has them by name, else all of its channels."""
-    from .data.images import DataError
-    from .data.signals import load_signal
-
-    try:
-        return load_signal(path, kind, channels=names or None)
-    except DataError as e:
-        if "no channel" not in str(e):
-            raise
-        return load_signal(path, kind)

@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from edgead.data.images import DataError
-from edgead.data.signals import Series, load_signal
+from edgead.data.signals import Series, load_with_channels
 from edgead.signal_predictor import SignalPredictor, WindowResult
 
 
@@ -42,16 +42,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def read_record(a: argparse.Namespace, pred: SignalPredictor) -> tuple[np.ndarray, float | None]:
     names = list(pred.spec.channel_names)
-    try:
-        d = load_signal(a.record, a.data_kind, channels=names or None)
-    except DataError as e:  # the record names its leads differently: take the first ones
-        if "no channel" not in str(e):
-            raise
-        d = load_signal(a.record, a.data_kind)
-        if isinstance(d, Series):
-            print(f"ecg_stream: {a.record} has no channel {names}; using {d.channel_names[:pred.spec.channels]}",
-                  file=sys.stderr)
-            d.values = d.values[:, : pred.spec.channels]
+    d, named = load_with_channels(a.record, a.data_kind, names)
+    if isinstance(d, Series) and not named:  # the record names its leads differently: take the first ones
+        print(f"ecg_stream: {a.record} has no channel {names}; using {d.channel_names[:pred.spec.channels]}",
+              file=sys.stderr)
+        d.values = d.values[:, : pred.spec.channels]
     if not isinstance(d, Series):
         raise DataError(f"{a.record}: holds fixed-length samples, not a recording; use `edgead predict`")
     rate = d.rate or a.rate

@@ -1,5 +1,7 @@
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -10,6 +12,14 @@ os.environ.setdefault("EDGEAD_QUIET", "1")
 REPO = Path(__file__).resolve().parents[1]
 DEMO_DATA = REPO / "examples" / "data" / "hazelnut_toy"
 SHARED = REPO.parent / "shared" / "data"
+EXAMPLES = REPO / "examples"
+EXAMPLE_ENV = dict(os.environ, PYTHONPATH=str(REPO), EDGEAD_QUIET="1")  # as if edgead were pip-installed
+
+
+def run_example(name, *args, cwd=None, timeout=180) -> subprocess.CompletedProcess:
+    """Run examples/<name> in a fresh interpreter, as a user would."""
+    return subprocess.run([sys.executable, str(EXAMPLES / name), *map(str, args)], capture_output=True,
+                          text=True, env=EXAMPLE_ENV, cwd=cwd, timeout=timeout)
 
 
 def shared_data(rel: str) -> Path:

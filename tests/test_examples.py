@@ -1,7 +1,6 @@
 """The device examples run on real sample images: a video made from them, a watched folder, the
 standalone benchmark script copied alone (torch blocked)."""
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -12,16 +11,8 @@ from pathlib import Path
 import cv2
 import pytest
 
+from conftest import EXAMPLE_ENV, EXAMPLES, run_example
 from edgead.predictor import Predictor
-
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = REPO / "examples"
-ENV = dict(os.environ, PYTHONPATH=str(REPO), EDGEAD_QUIET="1")  # as if edgead were pip-installed
-
-
-def run_example(name, *args, cwd=None, timeout=180):
-    return subprocess.run([sys.executable, str(EXAMPLES / name), *map(str, args)], capture_output=True,
-                          text=True, env=ENV, cwd=cwd, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +100,7 @@ def test_folder_watch_scores_files_dropped_while_it_runs(tiny_bundle, small_mvte
     log = tmp_path / "scores.jsonl"
     proc = subprocess.Popen([sys.executable, str(EXAMPLES / "folder_watch.py"), str(tiny_bundle), str(inbox),
                              "--runtime", "onnxruntime", "--interval", "0.2", "--max-files", "2", "--tag",
-                             "--threshold", "0", "--log", str(log), "--quiet"], env=ENV,
+                             "--threshold", "0", "--log", str(log), "--quiet"], env=EXAMPLE_ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(3)  # let it start polling
@@ -148,7 +139,7 @@ def test_benchmark_device_script_copied_alone_without_torch(tiny_bundle, small_m
     script = shutil.copy(EXAMPLES / "benchmark_device.py", tmp_path / "benchmark_device.py")
     r = subprocess.run([sys.executable, "-c", BLOCK_TORCH, script, str(tiny_bundle), "--runtimes", "onnxruntime",
                         "--threads", "1", "--n", "4", "--warmup", "1", "--data", str(small_mvtec)],
-                       capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=300)
+                       capture_output=True, text=True, env=EXAMPLE_ENV, cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr
     reports = list(tmp_path.glob("benchmark-*.json"))
     assert len(reports) == 1
@@ -171,7 +162,7 @@ def test_benchmark_measure_is_torch_free(tiny_bundle, small_mvtec):
         assert "torch" not in sys.modules
         print(row["image_auroc"], row["model_ms"]["p50"])
     """)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=EXAMPLE_ENV, timeout=300)
     assert r.returncode == 0, r.stderr
     auroc, ms = map(float, r.stdout.split())
     assert 0 <= auroc <= 1 and ms > 0

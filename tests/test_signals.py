@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import runtimes
-from conftest import shared_data
+from conftest import run_example, shared_data
 from edgead.signal_predictor import SignalPredictor
 
 pytestmark = pytest.mark.slow  # trains and exports (tiny) models
@@ -314,12 +314,7 @@ def test_int8_export_of_a_signal_bundle_is_gated_and_chosen(signal_run, record, 
 # ------------------------------------------------------------------------------ device example
 
 def _ecg_stream(*args):
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[1]
-    env = {**__import__("os").environ, "PYTHONPATH": str(repo), "EDGEAD_QUIET": "1"}
-    return subprocess.run([sys.executable, str(repo / "examples/ecg_stream.py"), *map(str, args)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    return run_example("ecg_stream.py", *args, timeout=300)
 
 
 def test_ecg_stream_example_alarms_match_the_batch_predictor(signal_bundle, record, samples):

@@ -139,6 +139,17 @@ def load_signal(path: str | Path, kind: str | None = None, normal_class: str = "
     return load_npy(p, channels)
 
 
+def load_with_channels(path: str | Path, kind: str | None, names: list[str]) -> tuple[SampleSet | Series, bool]:
+    """The file with the channels `names` (a model's) when it has them, else all of its channels;
+    the flag says whether the named channels were found."""
+    try:
+        return load_signal(path, kind, channels=names or None), True
+    except DataError as e:
+        if "no channel" not in str(e):
+            raise
+        return load_signal(path, kind), False
+
+
 # ------------------------------------------------------------------------------ UCR
 
 def _class_name(v: str) -> str:
