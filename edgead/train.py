@@ -62,7 +62,7 @@ def train(data: str | Path, out: str | Path, model: str = "hetnet", epochs: int 
 
     mod = get(model)
     cfg = mod.Config()
-    if epochs is not None:
+    if epochs is not None and hasattr(cfg, "steps"):
         cfg.steps = max(1, epochs * math.ceil(len(fit_set) / cfg.batch_size))
     torch.manual_seed(seed)
     net = mod.Model(cfg, pretrained=True)

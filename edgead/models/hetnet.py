@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .efficientnet_lite import TAP_CHANNELS, efficientnet_lite0
 from ..progress import progress_bar
+from .common import Standardize, conv_bn, count_flops, n_params, patch_mask, sep_conv
+from .efficientnet_lite import TAP_CHANNELS, efficientnet_lite0
 
 C4, C8, C16 = TAP_CHANNELS[4], TAP_CHANNELS[8], TAP_CHANNELS[16]
 CF = C4 + C8 + C16  # fused stride-8 features
@@ -35,32 +36,6 @@ class HetNetConfig:
     noise_prob: float = 0.5  # fraction of each image's grid hit by noise patches (upper bound)
     noise_scale: tuple[float, float] = (0.5, 2.0)
     cov_shrink: float = 0.1
-
-
-def conv_bn(cin: int, cout: int, k: int = 1, stride: int = 1, groups: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-
-def sep_conv(cin: int, cout: int, stride: int = 1, k: int = 5) -> nn.Sequential:
-    """Depthwise k x k + pointwise: a wide receptive field for few FLOPs."""
-    return nn.Sequential(conv_bn(cin, cin, k, stride, groups=cin), conv_bn(cin, cout))
-
-
-class Standardize(nn.Module):
-    """Per-channel (x - mean) / std with statistics of normal training features."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(1, channels, 1, 1))
-        self.register_buffer("std", torch.ones(1, channels, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-    @torch.no_grad()
-    def fit(self, feats: torch.Tensor) -> None:
-        self.mean.copy_(feats.mean((0, 2, 3), keepdim=True))
-        self.std.copy_(feats.std((0, 2, 3), keepdim=True).clamp_min(1e-4))
 
 
 class Whiten(nn.Module):
@@ -177,20 +152,6 @@ class LocalGaussian:
         return (self.chol @ z).permute(2, 1, 0).reshape(n, self.c, self.h, self.w)
 
 
-def patch_mask(n: int, h: int, w: int, max_frac: float, gen: torch.Generator) -> torch.Tensor:
-    """(n, 1, h, w) masks made of random rectangles covering up to `max_frac` of the grid."""
-    m = torch.zeros(n, 1, h, w)
-    for i in range(n):
-        target = float(torch.rand(1, generator=gen)) * max_frac * h * w
-        while float(m[i].sum()) < target:
-            ph = int(torch.randint(1, max(2, h // 4) + 1, (1,), generator=gen))
-            pw = int(torch.randint(1, max(2, w // 4) + 1, (1,), generator=gen))
-            y = int(torch.randint(0, h - ph + 1, (1,), generator=gen))
-            x = int(torch.randint(0, w - pw + 1, (1,), generator=gen))
-            m[i, :, y : y + ph, x : x + pw] = 1
-    return m
-
-
 def extract(model: HetNetLite, images: np.ndarray, batch: int = 16, desc: str = "teacher features") -> list[torch.Tensor]:
     outs: list[list[torch.Tensor]] = [[], [], []]
     for i in progress_bar(range(0, len(images), batch), desc=desc):
@@ -246,24 +207,15 @@ def fit(model: HetNetLite, images: np.ndarray, seed: int = 0) -> dict:
     return {"final_loss": float(np.mean(losses[-50:])), "steps": cfg.steps, "map_scale": model.map_scale.tolist()}
 
 
-def count_flops(module: nn.Module, *inputs: torch.Tensor) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as fc, torch.no_grad():
-        module(*inputs)
-    return int(fc.get_total_flops())
-
-
 def complexity(model: HetNetLite, height: int, width: int) -> dict:
     """Parameters and FLOPs (2 x multiply-adds) of the teacher and of the students."""
     x = torch.zeros(1, 3, height, width)
     f4, f8, f16 = model.teacher_features(x)
     fused = model.fuse(f4, f8, f16)
-    params = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     return {
-        "teacher_params": params(model.teacher),
+        "teacher_params": n_params(model.teacher),
         "teacher_flops": count_flops(lambda t: model.teacher.features(t, (4, 8, 16)), x),
-        "student_params": params(model.regressor) + params(model.denoiser),
+        "student_params": n_params(model.regressor, model.denoiser),
         "student_flops": count_flops(model.regressor, f4) + count_flops(model.denoiser, fused),
         "total_flops": count_flops(model, x),
     }

@@ -1,0 +1,102 @@
+"""Pieces the image models share: small conv blocks, feature standardisation, the pretrained
+patch-feature extractor, batched teacher passes and complexity counting."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..progress import progress_bar
+from .efficientnet_lite import TAP_CHANNELS, efficientnet_lite0
+
+
+def conv_bn(cin: int, cout: int, k: int = 1, stride: int = 1, groups: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+def sep_conv(cin: int, cout: int, stride: int = 1, k: int = 5) -> nn.Sequential:
+    """Depthwise k x k + pointwise: a wide receptive field for few FLOPs."""
+    return nn.Sequential(conv_bn(cin, cin, k, stride, groups=cin), conv_bn(cin, cout))
+
+
+class Standardize(nn.Module):
+    """Per-channel (x - mean) / std with statistics of normal training features."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(1, channels, 1, 1))
+        self.register_buffer("std", torch.ones(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    @torch.no_grad()
+    def fit(self, feats: torch.Tensor) -> None:
+        self.mean.copy_(feats.mean((0, 2, 3), keepdim=True))
+        self.std.copy_(feats.std((0, 2, 3), keepdim=True).clamp_min(1e-4))
+
+
+PATCH_CHANNELS = TAP_CHANNELS[8] + TAP_CHANNELS[16]
+
+
+class PatchFeatures(nn.Module):
+    """Frozen EfficientNet-Lite0 -> locally aware patch features at stride 8 (PatchCore-style):
+    the stride-8 and stride-16 taps, each averaged over its 3 x 3 neighbourhood, the latter
+    upsampled, concatenated and standardised with normal statistics."""
+
+    def __init__(self, pretrained: bool = True):
+        super().__init__()
+        self.backbone = efficientnet_lite0(pretrained=pretrained, truncate_after=10)
+        for p in self.backbone.parameters():
+            p.requires_grad_(False)
+        self.norm = Standardize(PATCH_CHANNELS)
+
+    def raw(self, x: torch.Tensor) -> torch.Tensor:
+        self.backbone.eval()
+        with torch.no_grad():
+            f8, f16 = self.backbone.features(x, (8, 16))
+            f8 = F.avg_pool2d(f8, 3, 1, 1, count_include_pad=False)
+            f16 = F.avg_pool2d(f16, 3, 1, 1, count_include_pad=False)
+            f16 = F.interpolate(f16, size=f8.shape[-2:], mode="bilinear", align_corners=False)
+            return torch.cat([f8, f16], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.raw(x))
+
+
+def batched(fn, images: np.ndarray, batch: int = 16, desc: str = "backbone features") -> torch.Tensor:
+    """fn applied to (N, 3, H, W) float32 images in batches, concatenated."""
+    with torch.no_grad():
+        return torch.cat([fn(torch.from_numpy(images[i : i + batch]))
+                          for i in progress_bar(range(0, len(images), batch), desc=desc)])
+
+
+def patch_mask(n: int, h: int, w: int, max_frac: float, gen: torch.Generator) -> torch.Tensor:
+    """(n, 1, h, w) masks made of random rectangles covering up to `max_frac` of the grid."""
+    m = torch.zeros(n, 1, h, w)
+    for i in range(n):
+        target = float(torch.rand(1, generator=gen)) * max_frac * h * w
+        while float(m[i].sum()) < target:
+            ph = int(torch.randint(1, max(2, h // 4) + 1, (1,), generator=gen))
+            pw = int(torch.randint(1, max(2, w // 4) + 1, (1,), generator=gen))
+            y = int(torch.randint(0, h - ph + 1, (1,), generator=gen))
+            x = int(torch.randint(0, w - pw + 1, (1,), generator=gen))
+            m[i, :, y : y + ph, x : x + pw] = 1
+    return m
+
+
+def count_flops(module, *inputs: torch.Tensor) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        module(*inputs)
+    return int(fc.get_total_flops())
+
+
+def n_params(*modules: nn.Module) -> int:
+    return sum(p.numel() for m in modules for p in m.parameters())
+
+
+def backbone_complexity(backbone: nn.Module, x: torch.Tensor, strides: tuple[int, ...]) -> dict:
+    return {"teacher_params": n_params(backbone), "teacher_flops": count_flops(lambda t: backbone.features(t, strides), x)}
