@@ -14,7 +14,7 @@ DEMO_DATA = REPO / "examples" / "data" / "hazelnut_toy"
 def _models_help() -> str:
     from .models import MODELS
 
-    return "; ".join(f"{name}: {why}" for name, (_, why) in MODELS.items())
+    return "\n".join(f"  {name:<10} {why}" for name, (_, why) in MODELS.items())
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model on normal images", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Train on DATA/train/good (MVTec layout) or DATA/good.\nModels: " + _models_help())
+                       description="Train on DATA/train/good (MVTec layout) or DATA/good.\n\nmodels, and when to pick each:\n" + _models_help())
     t.add_argument("--model", default="hetnet", help="model name (see above)")
     t.add_argument("--data", required=True, help="data folder")
     t.add_argument("--out", required=True, help="run folder to write")

@@ -42,13 +42,21 @@ def score_samples(predictor: Predictor, samples: list[Sample]) -> tuple[np.ndarr
 
 def train(data: str | Path, out: str | Path, model: str = "hetnet", epochs: int | None = None,
           image_size: int = 256, seed: int = 0, holdout: float = 0.15, resize: str = "letterbox",
-          val: str | Path | None = None, threads: int | None = None) -> dict:
-    """Train `model` on `data/train/good` (or `data/good`) and write the run folder `out`."""
+          val: str | Path | None = None, threads: int | None = None, overrides: dict | None = None) -> dict:
+    """Train `model` on `data/train/good` (or `data/good`) and write the run folder `out`.
+
+    `overrides` sets fields of the model's Config (e.g. {"attenuation": False} for FADeR-lite)."""
     import torch
     from safetensors.torch import save_file
 
     from .models import get
 
+    mod = get(model)
+    cfg = mod.Config()
+    for key, value in (overrides or {}).items():
+        if key not in {f.name for f in dataclasses.fields(cfg)}:
+            raise ValueError(f"{model} has no setting {key!r}; it has: {', '.join(f.name for f in dataclasses.fields(cfg))}")
+        setattr(cfg, key, value)
     if threads:
         torch.set_num_threads(threads)
     t0 = time.time()
@@ -60,8 +68,6 @@ def train(data: str | Path, out: str | Path, model: str = "hetnet", epochs: int 
     post = PostSpec(blur_sigma=4.0 * image_size / 256)
     x = load_inputs(fit_set, spec)
 
-    mod = get(model)
-    cfg = mod.Config()
     if epochs is not None and hasattr(cfg, "steps"):
         cfg.steps = max(1, epochs * math.ceil(len(fit_set) / cfg.batch_size))
     torch.manual_seed(seed)

@@ -8,14 +8,11 @@ import importlib
 from types import ModuleType
 
 MODELS: dict[str, tuple[str, str]] = {
-    "hetnet": ("edgead.models.hetnet", "distilled students on a pretrained teacher; the general default (accurate maps, mid-size)"),
-    "patchcore": ("edgead.models.patchcore", "memory bank of normal patches, nearest-neighbour distance; the familiar baseline, "
-                  "no training loop, strong on textures; bank grows latency"),
-    "pbas": ("edgead.models.pbas", "discriminator trained on synthesised boundary anomalies; the fastest at inference, "
-             "pick it for tight latency budgets"),
-    "fader": ("edgead.models.fader", "inpainting reconstruction with feature attenuation; pick it for objects whose "
-              "defects are large or structural (missing/extra parts)"),
-    "mmae": ("edgead.models.mmae", "signals (ECG, sensor series): multi-scale masked autoencoder, < 0.5 M parameters; pick it for 1-D data"),
+    "hetnet": ("edgead.models.hetnet", "the default: distilled students, accurate maps on objects and textures"),
+    "patchcore": ("edgead.models.patchcore", "the familiar baseline: nearest normal patch, no training loop; bigger bank, slower"),
+    "pbas": ("edgead.models.pbas", "the fastest: backbone + tiny discriminator; for tight latency budgets"),
+    "fader": ("edgead.models.fader", "inpainting reconstruction; for large or structural defects (missing, extra parts)"),
+    "mmae": ("edgead.models.mmae", "signals (ECG, sensor series): multi-scale masked autoencoder, < 0.5 M parameters"),
 }
 
 

@@ -27,7 +27,8 @@ C = PATCH_CHANNELS
 @dataclass
 class PBASConfig:
     steps: int = 1500
-    batch_size: int = 8  # images per step; every patch of them is used
+    batch_size: int = 8  # images per step for the centre pass
+    patches: int = 2048  # random patches (from all images) per training step
     lr: float = 5e-4
     hidden: int = 256  # discriminator width
     k: float = 0.25  # synthesis distance, as a share of the mean distance to the centres
@@ -51,6 +52,11 @@ class PBASLite(nn.Module):
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def _column(rows: torch.Tensor) -> torch.Tensor:
+    """(P, C) patch rows as a (1, C, P, 1) map: 1x1 convolutions run fastest on it."""
+    return rows.T[None, :, :, None]
 
 
 @torch.no_grad()
@@ -90,14 +96,14 @@ def fit(model: PBASLite, images: np.ndarray, seed: int = 0) -> dict:
     params = list(model.projection.parameters()) + list(model.discriminator.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-5)
     model.projection.train(), model.discriminator.train()
-    n, log = len(feats), {"compact": [], "bce": [], "p_true": [], "p_fake": []}
+    flat = _flat(feats)
+    n, log = len(flat), {"compact": [], "bce": [], "p_true": [], "p_fake": []}
     bar = progress_bar(range(cfg.steps), desc="training discriminator")
     for step in bar:
-        idx = torch.randint(0, n, (min(cfg.batch_size, n),), generator=gen)
-        true = _flat(model.projection(feats[idx]))
+        idx = torch.randint(0, n, (min(cfg.patches, n),), generator=gen)
+        true = model.projection(_column(flat[idx]))[0, :, :, 0].T
         fake, r = synthesise(true, centres, cfg.k)
-        both = torch.cat([true, fake])[:, :, None, None]
-        logits = model.discriminator(both).flatten()
+        logits = model.discriminator(_column(torch.cat([true, fake]))).flatten()
         labels = torch.cat([torch.zeros(len(true)), torch.ones(len(fake))])
         bce = F.binary_cross_entropy_with_logits(logits, labels)
         loss = r + bce
