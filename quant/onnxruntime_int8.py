@@ -68,7 +68,10 @@ def candidates(fp32: Path, calib: np.ndarray, workdir: Path, **_) -> Iterator[Ca
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     pre = workdir / "ort_preprocessed.onnx"
-    quant_pre_process(str(fp32), str(pre))
+    try:
+        quant_pre_process(str(fp32), str(pre))
+    except Exception:  # ORT's symbolic shape inference gives up on some graphs (PatchCore's min over the bank)
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
     graph = onnx.load(str(pre)).graph
     name = _input_name(graph)
     cache = workdir / "ort_calibration.json"  # calibrate once, reuse for the repairs

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..progress import progress_bar
-from .common import PATCH_CHANNELS, PatchFeatures, backbone_complexity, batched, conv_bn, count_flops, n_params, patch_mask, sep_conv
+from .common import PATCH_CHANNELS, PATCH_STRIDES, PatchFeatures, backbone_complexity, batched, conv_bn, count_flops, n_params, patch_mask, sep_conv
 
 C = PATCH_CHANNELS
 
@@ -179,7 +179,7 @@ def fit(model: FADeRLite, images: np.ndarray, seed: int = 0) -> dict:
 def complexity(model: FADeRLite, height: int, width: int) -> dict:
     x = torch.zeros(1, 3, height, width)
     f = model.features(x)
-    out = backbone_complexity(model.features.backbone, x, (8, 16))
+    out = backbone_complexity(model.features.backbone, x, PATCH_STRIDES)
     out.update({"student_params": n_params(model.unet), "student_flops": count_flops(lambda t: model.unet(t)[0], f),
                 "total_flops": count_flops(model, x)})
     return out

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..progress import progress_bar
-from .common import PATCH_CHANNELS, PatchFeatures, backbone_complexity, batched, count_flops
+from .common import PATCH_CHANNELS, PATCH_STRIDES, PatchFeatures, backbone_complexity, batched, count_flops
 
 
 @dataclass
@@ -91,7 +91,7 @@ def fit(model: PatchCoreLite, images: np.ndarray, seed: int = 0) -> dict:
 
 def complexity(model: PatchCoreLite, height: int, width: int) -> dict:
     x = torch.zeros(1, 3, height, width)
-    out = backbone_complexity(model.features.backbone, x, (8, 16))
+    out = backbone_complexity(model.features.backbone, x, PATCH_STRIDES)
     total = count_flops(model, x)
     out.update({"bank_entries": len(model.bank), "bank_params": model.bank.numel(),
                 "bank_mb": round(model.bank.numel() * 4 / 1e6, 2),

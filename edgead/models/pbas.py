@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..progress import progress_bar
-from .common import PATCH_CHANNELS, PatchFeatures, backbone_complexity, batched, count_flops, n_params
+from .common import PATCH_CHANNELS, PATCH_STRIDES, PatchFeatures, backbone_complexity, batched, count_flops, n_params
 
 C = PATCH_CHANNELS
 
@@ -123,7 +123,7 @@ def fit(model: PBASLite, images: np.ndarray, seed: int = 0) -> dict:
 def complexity(model: PBASLite, height: int, width: int) -> dict:
     x = torch.zeros(1, 3, height, width)
     f = model.features(x)
-    out = backbone_complexity(model.features.backbone, x, (8, 16))
+    out = backbone_complexity(model.features.backbone, x, PATCH_STRIDES)
     out.update({"student_params": n_params(model.projection, model.discriminator),
                 "student_flops": count_flops(lambda t: model.discriminator(model.projection(t)), f),
                 "total_flops": count_flops(model, x)})
