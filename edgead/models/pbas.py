@@ -33,6 +33,7 @@ class PBASConfig:
     hidden: int = 256  # discriminator width
     k: float = 0.25  # synthesis distance, as a share of the mean distance to the centres
     ema: float = 0.9  # centre update: c <- ema * c + (1 - ema) * batch mean
+    feature_noise: float = 0.05  # Gaussian jitter of normal features in training (standardised units): smoother boundary, INT8-tolerant
 
 
 class PBASLite(nn.Module):
@@ -101,7 +102,10 @@ def fit(model: PBASLite, images: np.ndarray, seed: int = 0) -> dict:
     bar = progress_bar(range(cfg.steps), desc="training discriminator")
     for step in bar:
         idx = torch.randint(0, n, (min(cfg.patches, n),), generator=gen)
-        true = model.projection(_column(flat[idx]))[0, :, :, 0].T
+        x = flat[idx]
+        if cfg.feature_noise > 0:
+            x = x + cfg.feature_noise * torch.randn(x.shape, generator=gen)
+        true = model.projection(_column(x))[0, :, :, 0].T
         fake, r = synthesise(true, centres, cfg.k)
         logits = model.discriminator(_column(torch.cat([true, fake]))).flatten()
         labels = torch.cat([torch.zeros(len(true)), torch.ones(len(fake))])
@@ -111,7 +115,8 @@ def fit(model: PBASLite, images: np.ndarray, seed: int = 0) -> dict:
         loss.backward()
         opt.step()
         with torch.no_grad():
-            log["compact"].append(r.item()), log["bce"].append(bce.item())
+            log["compact"].append(r.item())
+            log["bce"].append(bce.item())
             log["p_true"].append((logits[: len(true)] < 0).float().mean().item())
             log["p_fake"].append((logits[len(true) :] >= 0).float().mean().item())
         if step % 50 == 0 and hasattr(bar, "set_postfix"):
