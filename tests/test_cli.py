@@ -81,4 +81,4 @@ def test_eval_of_something_that_is_not_a_run_or_bundle(tmp_path, small_mvtec):
 
 def test_help_lists_models():
     r = run_cli("train", "--help")
-    assert r.returncode == 0 and "hetnet:" in r.stdout
+    assert r.returncode == 0 and "  hetnet " in r.stdout and "  patchcore " in r.stdout
