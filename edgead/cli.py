@@ -24,12 +24,26 @@ def cmd_train(a: argparse.Namespace) -> int:
     if signal_cli.is_signal_model(a.model):
         return signal_cli.cmd_train(a)
     cfg = train(a.data, a.out, model=a.model, epochs=a.epochs, image_size=a.image_size, seed=a.seed,
-                holdout=a.holdout, resize=a.resize, val=a.val, threads=a.threads)
+                holdout=a.holdout, resize=a.resize, val=a.val, threads=a.threads, overrides=_settings(a.set))
     th = cfg["thresholds"]["image"]
     print(f"trained {a.model} in {cfg['train']['seconds']} s on {cfg['train']['n_fit']} images "
           f"({cfg['train']['n_holdout']} held out for thresholds); image threshold "
           f"{th['values'][th['active']]:.4g} ({th['active']}); run written to {a.out}")
     return EXIT_OK
+
+
+def _settings(pairs: list[str]) -> dict:
+    """["max_bank=8192", "attenuation=false"] -> {"max_bank": 8192, "attenuation": False}."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set max_bank=8192")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
@@ -177,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--holdout", type=float, default=0.15, help="fraction of normal images held out for thresholds")
     t.add_argument("--val", default=None, help="labelled validation folder: adds F1-adaptive thresholds")
     t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a model setting, repeatable (e.g. --set max_bank=8192 for patchcore); "
+                        "an unknown key lists the model's settings")
     signal_cli.add_train_options(t)
     t.set_defaults(func=cmd_train)
 

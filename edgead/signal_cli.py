@@ -52,6 +52,8 @@ def add_train_options(t: argparse.ArgumentParser) -> None:
 def cmd_train(a: argparse.Namespace) -> int:
     from .signal_train import train_signal
 
+    if getattr(a, "set", None):
+        raise ValueError(f"--set is for image models; {a.model} takes its settings as options (see --help)")
     cfg = train_signal(a.data, a.out, model=a.model, data_kind=a.data_kind, window=a.window, hop=a.hop, rate=a.rate,
                        channels=a.channels.split(",") if a.channels else None, norm=a.norm,
                        train_fraction=a.train_fraction, normal_class=a.normal_class, steps=a.steps,

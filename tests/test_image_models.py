@@ -80,6 +80,21 @@ def test_unknown_model_is_a_usage_error(small_mvtec, tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def test_cli_model_settings(small_mvtec, tmp_path, capsys):
+    run = tmp_path / "pc"
+    assert main(["train", "--model", "patchcore", "--data", str(small_mvtec), "--out", str(run), "--image-size", "64",
+                 "--set", "max_bank=7", "--set", "coreset_ratio=0.5"]) == 0
+    cfg = json.loads((run / "run.json").read_text())["model"]["config"]
+    assert cfg["max_bank"] == 7 and cfg["coreset_ratio"] == 0.5 and cfg["bank_size"] == 7
+    capsys.readouterr()
+    assert main(["train", "--model", "patchcore", "--data", str(small_mvtec), "--out", str(tmp_path / "x"),
+                 "--set", "bank=1"]) == 2
+    err = capsys.readouterr().err
+    assert "patchcore has no setting 'bank'" in err and "max_bank" in err and not (tmp_path / "x").exists()
+    assert main(["train", "--model", "patchcore", "--data", str(small_mvtec), "--out", str(tmp_path / "x"),
+                 "--set", "max_bank"]) == 2
+
+
 # PatchCore-lite
 
 
