@@ -74,6 +74,14 @@ class PatchFeatures(nn.Module):
         return torch.cat([(t - m) / s for t, m, s in zip(self.taps(x), means, stds)], 1)
 
 
+def fitted_features(features: PatchFeatures, images: np.ndarray) -> torch.Tensor:
+    """Standardised patch features of normal images, after fitting the standardisation on them."""
+    raw = batched(features.raw, images)
+    features.norm.fit(raw)
+    with torch.no_grad():
+        return features.norm(raw)
+
+
 def batched(fn, images: np.ndarray, batch: int = 16, desc: str = "backbone features") -> torch.Tensor:
     """fn applied to (N, 3, H, W) float32 images in batches, concatenated."""
     with torch.no_grad():

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..progress import progress_bar
-from .common import PATCH_CHANNELS, PATCH_STRIDES, PatchFeatures, backbone_complexity, batched, conv_bn, count_flops, n_params, patch_mask, sep_conv
+from .common import (PATCH_CHANNELS, PATCH_STRIDES, PatchFeatures, backbone_complexity, conv_bn, count_flops, fitted_features,
+                     n_params, patch_mask, sep_conv)
 
 C = PATCH_CHANNELS
 
@@ -135,10 +136,7 @@ def fit(model: FADeRLite, images: np.ndarray, seed: int = 0) -> dict:
     cfg = model.config
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    raw = batched(model.features.raw, images)
-    model.features.norm.fit(raw)
-    feats = model.features.norm(raw)
-    del raw
+    feats = fitted_features(model.features, images)
     with torch.no_grad():
         s = model.saliency(feats).flatten()
         model.saliency_threshold.copy_(torch.quantile(s[: 1_000_000], 1 - cfg.mask_fraction))

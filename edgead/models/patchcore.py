@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..progress import progress_bar
-from .common import PATCH_CHANNELS, PATCH_STRIDES, PatchFeatures, backbone_complexity, batched, count_flops
+from .common import PATCH_CHANNELS, PATCH_STRIDES, PatchFeatures, backbone_complexity, count_flops, fitted_features
 
 
 @dataclass
@@ -74,11 +74,7 @@ def fit(model: PatchCoreLite, images: np.ndarray, seed: int = 0) -> dict:
     """Fill the bank from normal images (N, 3, H, W) float32; returns a log."""
     cfg = model.config
     gen = torch.Generator().manual_seed(seed)
-    raw = batched(model.features.raw, images)
-    model.features.norm.fit(raw)
-    with torch.no_grad():
-        x = model.features.norm(raw).permute(0, 2, 3, 1).reshape(-1, PATCH_CHANNELS)
-    del raw
+    x = fitted_features(model.features, images).permute(0, 2, 3, 1).reshape(-1, PATCH_CHANNELS)
     n_patches = len(x)
     k = max(1, min(cfg.max_bank, round(cfg.coreset_ratio * n_patches)))
     if n_patches > cfg.pool_cap:

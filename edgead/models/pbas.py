@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..progress import progress_bar
-from .common import PATCH_CHANNELS, PATCH_STRIDES, PatchFeatures, backbone_complexity, batched, count_flops, n_params
+from .common import PATCH_CHANNELS, PATCH_STRIDES, PatchFeatures, backbone_complexity, count_flops, fitted_features, n_params
 
 C = PATCH_CHANNELS
 
@@ -89,10 +89,7 @@ def fit(model: PBASLite, images: np.ndarray, seed: int = 0) -> dict:
     cfg = model.config
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    raw = batched(model.features.raw, images)
-    model.features.norm.fit(raw)
-    feats = model.features.norm(raw)
-    del raw
+    feats = fitted_features(model.features, images)
     centres = ema_centres(model, feats, cfg.batch_size, cfg.ema)
     params = list(model.projection.parameters()) + list(model.discriminator.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-5)
