@@ -8,7 +8,8 @@ attenuation MLPs. Writes bench/results/image_models.json and prints markdown for
 usage: python bench/run_models_bench.py [--models hetnet patchcore pbas fader] [--data DIR ...]
                                         [--work DIR] [--threads 2] [--no-ablation]
 
-Runs and bundles already complete in WORK are reused (delete them to start over)."""
+Runs, bundles and INT8 refusals (<bundle>_refused.json) already in WORK are reused (delete them
+to start over)."""
 from __future__ import annotations
 
 import argparse
@@ -37,18 +38,19 @@ def exported(run: Path, bundle: Path, calib_size: int) -> dict:
     """FP32 + INT8 of every target; a refused INT8 is recorded with the gate's message."""
     from edgead.export import ExportError, export
 
-    manifest_file = bundle / "edgead.json"
+    manifest_file, refused_file = bundle / "edgead.json", bundle.with_name(bundle.name + "_refused.json")
     arts = json.loads(manifest_file.read_text())["artefacts"] if manifest_file.is_file() else {}
-    refused = {}
+    refused = json.loads(refused_file.read_text()) if refused_file.is_file() else {}
     missing = [t for t in TARGETS.values() if t not in arts]
     if missing:
         export(run, bundle, missing)
     for target in TARGETS.values():
-        if f"{target}_int8" not in arts:
+        if f"{target}_int8" not in arts and target not in refused:
             try:
                 export(run, bundle, [target], int8=True, calib_size=calib_size)
             except ExportError as e:
                 refused[target] = str(e)
+    refused_file.write_text(json.dumps(refused))
     return {"manifest": json.loads(manifest_file.read_text()), "refused": refused}
 
 

@@ -8,10 +8,10 @@ import importlib
 from types import ModuleType
 
 MODELS: dict[str, tuple[str, str]] = {
-    "hetnet": ("edgead.models.hetnet", "the default: distilled students, accurate maps on objects and textures"),
-    "patchcore": ("edgead.models.patchcore", "the familiar baseline: nearest normal patch, no training loop; bigger bank, slower"),
-    "pbas": ("edgead.models.pbas", "the fastest: backbone + tiny discriminator; for tight latency budgets"),
-    "fader": ("edgead.models.fader", "inpainting reconstruction; for large or structural defects (missing, extra parts)"),
+    "hetnet": ("edgead.models.hetnet", "the default: distilled students; balanced accuracy, speed and INT8"),
+    "patchcore": ("edgead.models.patchcore", "best whole-image detection on textures; no training loop; slowest (bank search)"),
+    "pbas": ("edgead.models.pbas", "smallest head, fast; for objects on a tight budget; weak on textures"),
+    "fader": ("edgead.models.fader", "sharpest anomaly maps (localisation first); weaker whole-image ranking on textures"),
     "mmae": ("edgead.models.mmae", "signals (ECG, sensor series): multi-scale masked autoencoder, < 0.5 M parameters"),
 }
 
