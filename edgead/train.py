@@ -57,6 +57,8 @@ def train(data: str | Path, out: str | Path, model: str = "hetnet", epochs: int 
         if key not in {f.name for f in dataclasses.fields(cfg)}:
             raise ValueError(f"{model} has no setting {key!r}; it has: {', '.join(f.name for f in dataclasses.fields(cfg))}")
         setattr(cfg, key, value)
+    if epochs is not None and not hasattr(cfg, "steps"):
+        raise ValueError(f"{model} has no training loop, so --epochs does not apply; leave it out")
     if threads:
         torch.set_num_threads(threads)
     t0 = time.time()
@@ -68,7 +70,7 @@ def train(data: str | Path, out: str | Path, model: str = "hetnet", epochs: int 
     post = PostSpec(blur_sigma=4.0 * image_size / 256)
     x = load_inputs(fit_set, spec)
 
-    if epochs is not None and hasattr(cfg, "steps"):
+    if epochs is not None:
         cfg.steps = max(1, epochs * math.ceil(len(fit_set) / cfg.batch_size))
     torch.manual_seed(seed)
     net = mod.Model(cfg, pretrained=True)

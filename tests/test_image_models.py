@@ -15,7 +15,7 @@ from edgead.predictor import Predictor
 from edgead.preprocess import read_image
 
 IMAGE_MODELS = ["patchcore", "pbas", "fader"]
-EPOCHS = {"patchcore": 1, "pbas": 60, "fader": 20}  # enough for maps that survive INT8 at 64 px
+EPOCHS = {"patchcore": None, "pbas": 60, "fader": 20}  # enough for maps that survive INT8 at 64 px
 RUNTIMES = [r for r in ("onnxruntime", "openvino", "tflite") if runtimes.available(r)]
 TARGET = {"onnxruntime": "onnx", "openvino": "openvino", "tflite": "tflite"}
 
@@ -93,6 +93,9 @@ def test_cli_model_settings(small_mvtec, tmp_path, capsys):
     assert "patchcore has no setting 'bank'" in err and "max_bank" in err and not (tmp_path / "x").exists()
     assert main(["train", "--model", "patchcore", "--data", str(small_mvtec), "--out", str(tmp_path / "x"),
                  "--set", "max_bank"]) == 2
+    assert main(["train", "--model", "patchcore", "--data", str(small_mvtec), "--out", str(tmp_path / "x"),
+                 "--epochs", "3"]) == 2
+    assert "no training loop" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
 # PatchCore-lite
