@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..progress import progress_bar
+from ..progress import progress_bar, show_running_mean
 from .common import (PATCH_CHANNELS, PATCH_STRIDES, PatchFeatures, backbone_complexity, conv_bn, count_flops, fitted_features,
                      n_params, patch_mask, sep_conv)
 
@@ -79,7 +79,7 @@ class InpaintingUNet(nn.Module):
         d1 = self.dec1(torch.cat([F.interpolate(b, size=e1.shape[-2:], mode="nearest"), s1], 1))
         s0 = e0 if g0 is None else e0 * g0
         out = self.dec0(torch.cat([F.interpolate(d1, size=e0.shape[-2:], mode="nearest"), s0], 1))
-        return out, (g0, g1, e0, e1)
+        return out, (g0, g1)
 
 
 class FADeRLite(nn.Module):
@@ -110,7 +110,7 @@ class FADeRLite(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         f = self.features(image)
         recon, _ = self.unet(self.excise(f))
-        return ((recon - f) ** 2).mean(1, keepdim=True) / self.map_scale
+        return error(recon, f) / self.map_scale
 
 
 def perturb(f: torch.Tensor, fraction: float, scale: tuple[float, float], gen: torch.Generator) -> torch.Tensor:
@@ -122,6 +122,7 @@ def perturb(f: torch.Tensor, fraction: float, scale: tuple[float, float], gen: t
 
 
 def error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Squared difference averaged over channels: (N, 1, h, w)."""
     return ((a - b) ** 2).mean(1, keepdim=True)
 
 
@@ -150,7 +151,7 @@ def fit(model: FADeRLite, images: np.ndarray, seed: int = 0) -> dict:
         idx = torch.randint(0, n, (min(cfg.batch_size, n),), generator=gen)
         clean = feats[idx]
         x = model.excise(perturb(clean, cfg.noise_fraction, cfg.noise_scale, gen))
-        recon, (g0, g1, e0, e1) = model.unet(x)
+        recon, (g0, g1) = model.unet(x)
         loss = F.mse_loss(recon, clean)
         if g0 is not None:
             with torch.no_grad():
@@ -164,8 +165,7 @@ def fit(model: FADeRLite, images: np.ndarray, seed: int = 0) -> dict:
         opt.step()
         sched.step()
         losses.append(loss.item())
-        if step % 50 == 0 and hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        show_running_mean(bar, step, loss=losses)
     model.eval()
     with torch.no_grad():
         maps = torch.cat([error(model.unet(model.excise(feats[i : i + 32]))[0], feats[i : i + 32]) for i in range(0, n, 32)])

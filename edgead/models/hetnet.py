@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..progress import progress_bar
+from ..progress import progress_bar, show_running_mean
 from .common import Standardize, conv_bn, count_flops, n_params, patch_mask, sep_conv
 from .efficientnet_lite import TAP_CHANNELS, efficientnet_lite0
 
@@ -195,8 +195,7 @@ def fit(model: HetNetLite, images: np.ndarray, seed: int = 0) -> dict:
         opt.step()
         sched.step()
         losses.append(loss.item())
-        if step % 50 == 0 and hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        show_running_mean(bar, step, loss=losses)
     model.eval()
     with torch.no_grad():
         res = [model.residuals(f4[i : i + 32], f8[i : i + 32], f16[i : i + 32]) for i in range(0, n, 32)]

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..progress import progress_bar
+from ..progress import progress_bar, show_running_mean
 
 TASK = "signal"
 SPAN_PENALTY = -20.0  # added to attention logits outside a head's span: exp(-20) ~ 2e-9, and small
@@ -221,8 +221,7 @@ def fit(model: MMAELite, sample_batch: Callable[[np.random.Generator, int], np.n
         opt.step()
         sched.step()
         losses.append(loss.item())
-        if step % 50 == 0 and hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        show_running_mean(bar, step, loss=losses)
     model.eval()
     with torch.no_grad():
         x = torch.from_numpy(np.ascontiguousarray(calibration, np.float32))

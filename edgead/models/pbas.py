@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..progress import progress_bar
+from ..progress import progress_bar, show_running_mean
 from .common import PATCH_CHANNELS, PATCH_STRIDES, PatchFeatures, backbone_complexity, count_flops, fitted_features, n_params
 
 C = PATCH_CHANNELS
@@ -116,8 +116,7 @@ def fit(model: PBASLite, images: np.ndarray, seed: int = 0) -> dict:
             log["bce"].append(bce.item())
             log["p_true"].append((logits[: len(true)] < 0).float().mean().item())
             log["p_fake"].append((logits[len(true) :] >= 0).float().mean().item())
-        if step % 50 == 0 and hasattr(bar, "set_postfix"):
-            bar.set_postfix(bce=f"{np.mean(log['bce'][-50:]):.3f}", r=f"{np.mean(log['compact'][-50:]):.3f}")
+        show_running_mean(bar, step, bce=log["bce"], r=log["compact"])
     model.eval()
     return {k: float(np.mean(v[-50:])) for k, v in log.items()} | {"steps": cfg.steps, "centres": len(centres)}
 
