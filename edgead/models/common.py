@@ -1,5 +1,5 @@
-"""Pieces the image models share: small conv blocks, feature standardisation, the pretrained
-patch-feature extractor, batched teacher passes and complexity counting."""
+"""Pieces the models share: small conv blocks, feature standardisation, the pretrained
+patch-feature extractor, batched teacher passes, the training step and complexity counting."""
 from __future__ import annotations
 
 import numpy as np
@@ -101,6 +101,18 @@ def patch_mask(n: int, h: int, w: int, max_frac: float, gen: torch.Generator) ->
             x = int(torch.randint(0, w - pw + 1, (1,), generator=gen))
             m[i, :, y : y + ph, x : x + pw] = 1
     return m
+
+
+def optimizer_step(opt: torch.optim.Optimizer, sched, loss: torch.Tensor, clip: float | None = None) -> float:
+    """One training step: backward, optional gradient-norm clipping, optimizer and schedule step; the loss."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], clip)
+    opt.step()
+    if sched is not None:
+        sched.step()
+    return loss.item()
 
 
 def count_flops(module, *inputs: torch.Tensor) -> int:

@@ -25,7 +25,7 @@ from torch import nn
 
 from ..progress import progress_bar, show_running_mean
 from .common import (PATCH_CHANNELS, PATCH_STRIDES, PatchFeatures, backbone_complexity, conv_bn, count_flops, fitted_features,
-                     n_params, patch_mask, sep_conv)
+                     n_params, optimizer_step, patch_mask, sep_conv)
 
 C = PATCH_CHANNELS
 
@@ -160,11 +160,7 @@ def fit(model: FADeRLite, images: np.ndarray, seed: int = 0) -> dict:
             loss = loss + F.binary_cross_entropy(g0, gate_target(err, g0.shape[-2:])) \
                 + F.binary_cross_entropy(g1, gate_target(err, g1.shape[-2:]))
             gates.append(float(g0.mean()))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
+        losses.append(optimizer_step(opt, sched, loss))
         show_running_mean(bar, step, loss=losses)
     model.eval()
     with torch.no_grad():

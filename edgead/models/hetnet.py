@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..progress import progress_bar, show_running_mean
-from .common import Standardize, conv_bn, count_flops, n_params, patch_mask, sep_conv
+from .common import Standardize, conv_bn, count_flops, n_params, optimizer_step, patch_mask, sep_conv
 from .efficientnet_lite import TAP_CHANNELS, efficientnet_lite0
 
 C4, C8, C16 = TAP_CHANNELS[4], TAP_CHANNELS[8], TAP_CHANNELS[16]
@@ -190,11 +190,7 @@ def fit(model: HetNetLite, images: np.ndarray, seed: int = 0) -> dict:
         noisy = clean + m * scale * noise.sample(len(idx), gen)
         loss_d = F.mse_loss(model.denoiser(noisy), clean)
         loss = loss_r + loss_d
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
+        losses.append(optimizer_step(opt, sched, loss))
         show_running_mean(bar, step, loss=losses)
     model.eval()
     with torch.no_grad():

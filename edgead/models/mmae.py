@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..progress import progress_bar, show_running_mean
+from .common import count_flops, n_params, optimizer_step
 
 TASK = "signal"
 SPAN_PENALTY = -20.0  # added to attention logits outside a head's span: exp(-20) ~ 2e-9, and small
@@ -215,12 +216,7 @@ def fit(model: MMAELite, sample_batch: Callable[[np.random.Generator, int], np.n
         m = random_masks(len(x), cfg.tokens, cfg.mask_scales, cfg.mask_ratios, gen)
         err = (model.reconstruct(x, m) - model.patchify(x)).square().mean(-1)
         loss = (err * m).sum() / m.sum().clamp_min(1)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
+        losses.append(optimizer_step(opt, sched, loss, clip=1.0))
         show_running_mean(bar, step, loss=losses)
     model.eval()
     with torch.no_grad():
@@ -232,13 +228,9 @@ def fit(model: MMAELite, sample_batch: Callable[[np.random.Generator, int], np.n
 
 def complexity(model: MMAELite) -> dict:
     """Parameters and FLOPs (2 x multiply-adds of matmuls) of one window with all inference masks."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     c = model.config
     x = torch.zeros(1, c.channels, c.length)
-    with FlopCounterMode(display=False) as fc, torch.no_grad():
-        model(x)
-    return {"params": sum(p.numel() for p in model.parameters()), "flops_per_window": int(fc.get_total_flops()),
+    return {"params": n_params(model), "flops_per_window": count_flops(model, x),
             "masks_per_window": int(model.infer_masks.shape[0]), "tokens": c.tokens, "patch": c.patch}
 
 

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..progress import progress_bar, show_running_mean
-from .common import PATCH_CHANNELS, PATCH_STRIDES, PatchFeatures, backbone_complexity, count_flops, fitted_features, n_params
+from .common import (PATCH_CHANNELS, PATCH_STRIDES, PatchFeatures, backbone_complexity, count_flops, fitted_features, n_params,
+                     optimizer_step)
 
 C = PATCH_CHANNELS
 
@@ -108,9 +109,7 @@ def fit(model: PBASLite, images: np.ndarray, seed: int = 0) -> dict:
         labels = torch.cat([torch.zeros(len(true)), torch.ones(len(fake))])
         bce = F.binary_cross_entropy_with_logits(logits, labels)
         loss = r + bce
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimizer_step(opt, None, loss)
         with torch.no_grad():
             log["compact"].append(r.item())
             log["bce"].append(bce.item())
