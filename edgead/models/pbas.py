@@ -32,9 +32,12 @@ class PBASConfig:
     patches: int = 2048  # random patches (from all images) per training step
     lr: float = 5e-4
     hidden: int = 256  # discriminator width
-    k: float = 0.25  # synthesis distance, as a share of the mean distance to the centres
+    k: float = 0.5  # synthesis distance, as a share of the mean distance to the centres
     ema: float = 0.9  # centre update: c <- ema * c + (1 - ema) * batch mean
-    feature_noise: float = 0.05  # Gaussian jitter of normal features in training (standardised units): smoother boundary, INT8-tolerant
+    # Gaussian jitter of normal features in training (standardised units), about the size of the
+    # INT8 backbone's own error (0.13-0.18 std with its first layers in FP32): the discriminator
+    # learns a boundary that quantization noise does not cross (see BENCHMARKS.md, issue 7).
+    feature_noise: float = 0.2
 
 
 class PBASLite(nn.Module):
