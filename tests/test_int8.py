@@ -163,3 +163,31 @@ def test_repairs_keep_both_ends_of_the_graph_in_fp32():
     assert ends(dist_out, dist_in, 0) == ["out", "stem"]
     assert ends(dist_out, dist_in, 1) == ["a", "d", "out", "stem"]
     assert head_levels(dist_out) == [1, 2]
+
+
+def test_output_bias_correction_removes_the_mean_int8_offset(tmp_path):
+    """The last ONNX Runtime repair subtracts the mean INT8 - FP32 output offset measured on
+    calibration images; the corrected graph keeps the output's name and shape."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    ort = pytest.importorskip("onnxruntime")
+    from quant.onnxruntime_int8 import bias_corrected, output_offsets
+
+    def model(path, gain):
+        x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 2, 3])
+        y = helper.make_tensor_value_info("anomaly_map", TensorProto.FLOAT, [1, 2, 3])
+        g = helper.make_graph([helper.make_node("Mul", ["image", "k"], ["anomaly_map"])], "m", [x], [y],
+                              [numpy_helper.from_array(np.array(gain, np.float32), "k")])
+        onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+        return path
+
+    fp32, int8 = model(tmp_path / "a.onnx", 1.0), model(tmp_path / "b.onnx", 1.1)  # "INT8" scores 10 % high
+    calib = np.random.default_rng(0).uniform(1, 3, (8, 2, 3)).astype(np.float32)
+    offsets = output_offsets(fp32, int8, "image", calib)
+    assert offsets["anomaly_map"] == pytest.approx(0.1 * calib.mean(), rel=1e-5)
+    fixed = bias_corrected(int8, offsets, tmp_path / "c.onnx")
+    x = calib[:1]
+    out = ort.InferenceSession(str(fixed), providers=["CPUExecutionProvider"]).run(["anomaly_map"], {"image": x})[0]
+    np.testing.assert_allclose(out, 1.1 * x - offsets["anomaly_map"], rtol=1e-5)
+    assert output_offsets(fp32, fixed, "image", calib)["anomaly_map"] == pytest.approx(0.0, abs=1e-5)
