@@ -97,6 +97,9 @@ def fit(model: PBASLite, images: np.ndarray, seed: int = 0) -> dict:
     centres = ema_centres(model, feats, cfg.batch_size, cfg.ema)
     params = list(model.projection.parameters()) + list(model.discriminator.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-5)
+    # Cosine decay: with a constant rate the boundary the run ends on depends on its last noisy
+    # steps (magnetic_tile, two seeds: image AUROC 0.69-0.75 constant, 0.81-0.84 cosine).
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
     model.projection.train(), model.discriminator.train()
     flat = _flat(feats)
     n, log = len(flat), {"compact": [], "bce": [], "p_true": [], "p_fake": []}
@@ -112,7 +115,7 @@ def fit(model: PBASLite, images: np.ndarray, seed: int = 0) -> dict:
         labels = torch.cat([torch.zeros(len(true)), torch.ones(len(fake))])
         bce = F.binary_cross_entropy_with_logits(logits, labels)
         loss = r + bce
-        optimizer_step(opt, None, loss)
+        optimizer_step(opt, sched, loss)
         with torch.no_grad():
             log["compact"].append(r.item())
             log["bce"].append(bce.item())
