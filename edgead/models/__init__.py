@@ -10,7 +10,7 @@ from types import ModuleType
 MODELS: dict[str, tuple[str, str]] = {
     "hetnet": ("edgead.models.hetnet", "the default: distilled students; balanced accuracy, speed and INT8"),
     "patchcore": ("edgead.models.patchcore", "best whole-image detection on textures; no training loop; slowest (bank search)"),
-    "pbas": ("edgead.models.pbas", "smallest head, fast; for objects on a tight budget; weak on textures"),
+    "pbas": ("edgead.models.pbas", "smallest head, fastest on ONNX Runtime; for a tight budget; INT8 least robust"),
     "fader": ("edgead.models.fader", "sharpest anomaly maps (localisation first); weaker whole-image ranking on textures"),
     "mmae": ("edgead.models.mmae", "signals (ECG, sensor series): multi-scale masked autoencoder, < 0.5 M parameters"),
 }
