@@ -68,20 +68,18 @@ def quantize(model: Path, input_name: str, calib: np.ndarray, out: Path, exclude
 BIAS_IMAGES = 64  # calibration images used to measure the output offset
 
 
-def output_offsets(fp32: Path, int8: Path, input_name: str, inputs: np.ndarray) -> dict[str, float]:
-    """Mean INT8 - FP32 difference of each graph output over `inputs`."""
-    import onnxruntime as ort
+def outputs(model: Path, inputs: np.ndarray) -> dict[str, np.ndarray]:
+    """Each graph output of `model` (ONNX Runtime, one input) over `inputs`, stacked."""
+    import runtimes
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    ref, got = (ort.InferenceSession(str(m), so, providers=["CPUExecutionProvider"]) for m in (fp32, int8))
-    names = [o.name for o in ref.get_outputs()]
-    diff = {n: [] for n in names}
-    for x in inputs:
-        feed = {input_name: np.ascontiguousarray(x[None], np.float32)}
-        for n, a, b in zip(names, ref.run(names, feed), got.run(names, feed)):
-            diff[n].append(float(np.mean(np.asarray(b, np.float64) - np.asarray(a, np.float64))))
-    return {n: float(np.mean(d)) for n, d in diff.items()}
+    backend = runtimes.load(RUNTIME, model)
+    runs = [backend.run(np.ascontiguousarray(x[None], np.float32)) for x in inputs]
+    return {n: np.stack([r[n] for r in runs]) for n in runs[0]}
+
+
+def output_offsets(reference: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, float]:
+    """Mean INT8 - FP32 difference of each output (both from `outputs` on the same inputs)."""
+    return {n: float(np.mean(got[n].astype(np.float64) - ref)) for n, ref in reference.items()}
 
 
 def bias_corrected(model: Path, offsets: dict[str, float], out: Path) -> Path:
@@ -134,8 +132,10 @@ def candidates(fp32: Path, calib: np.ndarray, workdir: Path, max_drop: float | N
         drop = history[-1].get("drop") if history else None
         if max_drop is None or drop is None or drop <= max_drop:
             made.append((out, keep))
+    sample = calib[:BIAS_IMAGES]
+    reference = outputs(pre, sample) if made else {}
     for i, (model, keep) in enumerate(made):
-        offsets = output_offsets(pre, model, name, calib[:BIAS_IMAGES])
+        offsets = output_offsets(reference, outputs(model, sample))
         fixed = bias_corrected(model, offsets, workdir / f"model_int8_bc{i}.onnx")
         yield Candidate(f"FP32 for the {len(keep)} nodes at the ends, output bias-corrected",
                         {"model_int8.onnx": fixed}, "model_int8.onnx",

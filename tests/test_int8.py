@@ -172,7 +172,7 @@ def test_output_bias_correction_removes_the_mean_int8_offset(tmp_path):
     from onnx import TensorProto, helper, numpy_helper
 
     ort = pytest.importorskip("onnxruntime")
-    from quant.onnxruntime_int8 import bias_corrected, output_offsets
+    from quant.onnxruntime_int8 import bias_corrected, output_offsets, outputs
 
     def model(path, gain):
         x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 2, 3])
@@ -184,10 +184,11 @@ def test_output_bias_correction_removes_the_mean_int8_offset(tmp_path):
 
     fp32, int8 = model(tmp_path / "a.onnx", 1.0), model(tmp_path / "b.onnx", 1.1)  # "INT8" scores 10 % high
     calib = np.random.default_rng(0).uniform(1, 3, (8, 2, 3)).astype(np.float32)
-    offsets = output_offsets(fp32, int8, "image", calib)
+    reference = outputs(fp32, calib)
+    offsets = output_offsets(reference, outputs(int8, calib))
     assert offsets["anomaly_map"] == pytest.approx(0.1 * calib.mean(), rel=1e-5)
     fixed = bias_corrected(int8, offsets, tmp_path / "c.onnx")
     x = calib[:1]
     out = ort.InferenceSession(str(fixed), providers=["CPUExecutionProvider"]).run(["anomaly_map"], {"image": x})[0]
     np.testing.assert_allclose(out, 1.1 * x - offsets["anomaly_map"], rtol=1e-5)
-    assert output_offsets(fp32, fixed, "image", calib)["anomaly_map"] == pytest.approx(0.0, abs=1e-5)
+    assert output_offsets(reference, outputs(fixed, calib))["anomaly_map"] == pytest.approx(0.0, abs=1e-5)

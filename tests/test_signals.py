@@ -270,6 +270,14 @@ def test_cli_train_eval_export_on_csv(tmp_path, capsys):
     assert "sensor.csv" in out and "ERROR" in out and "does not exist" in out
 
 
+def test_set_on_a_signal_model_is_a_usage_error(tmp_path, capsys):
+    from edgead.cli import main
+
+    assert main(["train", "--model", "mmae", "--data", str(tmp_path / "any.csv"), "--out", str(tmp_path / "run"),
+                 "--set", "depth=2"]) == 2
+    assert "--set is for image models" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
 def test_signal_modules_import_without_torch():
     code = BLOCK + textwrap.dedent("""
         import edgead.signal_predictor, edgead.signal_preprocess, edgead.data.signals, edgead.signal_cli
