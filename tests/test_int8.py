@@ -165,6 +165,20 @@ def test_repairs_keep_both_ends_of_the_graph_in_fp32():
     assert head_levels(dist_out) == [1, 2]
 
 
+def test_openvino_repairs_take_the_ranges_that_measured_better_with_full_bias_correction():
+    from quant.openvino_int8 import _better_ranges
+
+    def attempt(ranges, bias, drop, shift=0.0):
+        return {"settings": {"activation_ranges": ranges, "bias_correction": bias}, "drop": drop,
+                "normal_shift": shift}
+
+    fast = [attempt("MINMAX", "fast", 0.07), attempt("nncf default", "fast", 0.09)]
+    assert _better_ranges(fast + [attempt("MINMAX", "full", 0.061), attempt("nncf default", "full", 0.057)]) is False
+    assert _better_ranges(fast + [attempt("MINMAX", "full", 0.05), attempt("nncf default", "full", 0.057)]) is True
+    no_labels = [attempt("MINMAX", "full", None, 0.3), attempt("nncf default", "full", None, 0.2)]
+    assert _better_ranges(no_labels) is False  # normal images only: the score shift decides
+
+
 def test_output_bias_correction_removes_the_mean_int8_offset(tmp_path):
     """The last ONNX Runtime repair subtracts the mean INT8 - FP32 output offset measured on
     calibration images; the corrected graph keeps the output's name and shape."""
