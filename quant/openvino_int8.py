@@ -125,11 +125,11 @@ def candidates(fp32: Path, calib: np.ndarray, workdir: Path, validation: Validat
 
 def _better_ranges(history: list[dict]) -> bool:
     """True for MINMAX: the range setting whose all-INT8, full-bias-correction attempt ranked images
-    better (AUROC drop; the normal-score shift where no drop was measured); MINMAX on a tie."""
-    full = [h for h in history if h["settings"].get("bias_correction") == "full"]
-    key = "drop" if all(h.get("drop") is not None for h in full) else "normal_shift"
-    measured = {h["settings"].get("activation_ranges"): h.get(key) or 0.0 for h in full}
-    return measured.get(RANGES[True], 0.0) <= measured.get(RANGES[False], 1.0)
+    better (AUROC drop, None where unlabelled), then moved scores less (the gate's score shift);
+    MINMAX on a tie."""
+    measured = {h["settings"].get("activation_ranges"): (h.get("drop") or 0.0, h.get("score_shift") or 0.0)
+                for h in history if h["settings"].get("bias_correction") == "full"}
+    return measured.get(RANGES[True], (0.0, 0.0)) <= measured.get(RANGES[False], (1.0, 1.0))
 
 
 def _accuracy_control(core, fp32: Path, dataset, n_calib: int, validation: Validation, max_drop: float,

@@ -170,13 +170,16 @@ def test_openvino_repairs_take_the_ranges_that_measured_better_with_full_bias_co
 
     def attempt(ranges, bias, drop, shift=0.0):
         return {"settings": {"activation_ranges": ranges, "bias_correction": bias}, "drop": drop,
-                "normal_shift": shift}
+                "score_shift": shift}
 
     fast = [attempt("MINMAX", "fast", 0.07), attempt("nncf default", "fast", 0.09)]
     assert _better_ranges(fast + [attempt("MINMAX", "full", 0.061), attempt("nncf default", "full", 0.057)]) is False
     assert _better_ranges(fast + [attempt("MINMAX", "full", 0.05), attempt("nncf default", "full", 0.057)]) is True
     no_labels = [attempt("MINMAX", "full", None, 0.3), attempt("nncf default", "full", None, 0.2)]
     assert _better_ranges(no_labels) is False  # normal images only: the score shift decides
+    tied = [attempt("MINMAX", "full", 0.0, 0.41), attempt("nncf default", "full", 0.0, 0.80)]
+    assert _better_ranges(tied) is True  # equal drops: the smaller shift wins
+    assert _better_ranges([attempt("MINMAX", "full", 0.0, 0.80), attempt("nncf default", "full", 0.0, 0.41)]) is False
 
 
 def test_output_bias_correction_removes_the_mean_int8_offset(tmp_path):
