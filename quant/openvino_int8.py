@@ -100,9 +100,9 @@ def candidates(fp32: Path, calib: np.ndarray, workdir: Path, validation: Validat
                           fast_bias_correction=fast, advanced_parameters=_advanced(minmax))
         return _save(q, workdir / f"{name}.xml")
 
-    def settings(minmax: bool, fast: bool, keep: list[str]) -> dict:
+    def settings(minmax: bool, fast: bool, keep: list[str] | None) -> dict:  # None: not known in advance
         return {**base, "activation_ranges": RANGES[minmax], "bias_correction": BIAS_CORRECTION[fast],
-                "fp32_layers": keep}
+                **({} if keep is None else {"fp32_layers": keep})}
 
     for fast in (True, False):
         for minmax in (True, False):
@@ -120,7 +120,7 @@ def candidates(fp32: Path, calib: np.ndarray, workdir: Path, validation: Validat
     if validation is None or len(validation.items) < 2:
         return
     yield _accuracy_control(core, fp32, dataset, len(calib), validation, max_drop, minmax, workdir,
-                            settings(minmax, False, []))
+                            settings(minmax, False, None))
 
 
 def _better_ranges(history: list[dict]) -> bool:
