@@ -8,9 +8,9 @@ import json
 import sys
 from pathlib import Path
 
-from edgead import bundle as bundle_io
-from edgead.benchmark import Case, measure as measure_case, timing_images
-from edgead.predictor import choose_target
+from edgead.core import bundle as bundle_io
+from edgead.benchmark import Case, measure as measure_case
+from edgead.tasks.image.predictor import choose_target
 
 IMAGE = Path(__file__).resolve().parents[1] / "examples/data/hazelnut_toy/test/colour/00.jpg"
 
@@ -19,7 +19,7 @@ def measure(bundle: str, runtime: str, threads: int, n: int = 50, precision: str
     manifest = bundle_io.load_manifest(bundle, verify=False)
     target = choose_target(manifest, runtime, precision)
     case = Case(target, runtime, manifest["artefacts"][target].get("precision", "fp32"), threads)
-    row = measure_case(bundle, case, timing_images({"images": [str(IMAGE)]}), n=n, warmup=warmup)
+    row = measure_case(bundle, case, {"images": [str(IMAGE)]}, n=n, warmup=warmup)
     return {"runtime": runtime, "precision": row["precision"], "threads": threads,
             "model_ms": row["model_ms"]["p50"], "predict_ms": row["predict_ms"]["p50"]}
 

@@ -21,9 +21,9 @@ SHARED = HERE.parent.parent / "shared" / "data" / "images"
 def main() -> None:
     from safetensors.torch import load_file, save_file
 
-    from edgead.evaluate import evaluate
+    from edgead.tasks.image.evaluate import evaluate
     from edgead.export import export
-    from edgead.train import train
+    from edgead.tasks.image.train import train
 
     p = argparse.ArgumentParser()
     p.add_argument("--data", default=str(SHARED / "magnetic_tile"))

@@ -26,10 +26,10 @@ def latency(bundle: Path, runtime: str, threads: int, precision: str = "fp32") -
 
 
 def main() -> None:
-    from edgead.bundle import artefact_bytes
-    from edgead.evaluate import evaluate
+    from edgead.core.bundle import artefact_bytes
+    from edgead.tasks.image.evaluate import evaluate
     from edgead.export import export
-    from edgead.train import train
+    from edgead.tasks.image.train import train
 
     p = argparse.ArgumentParser()
     p.add_argument("--model", default="hetnet")

@@ -30,7 +30,7 @@ def latency(bundle: Path, runtime: str, threads: int, precision: str) -> float:
 
 
 def run_for(data: Path, runs: Path, out: Path) -> Path:
-    from edgead.train import train
+    from edgead.tasks.image.train import train
 
     for folder in (runs / f"hetnet_{data.name}", out / f"hetnet_{data.name}"):
         if (folder / "run.json").is_file():
@@ -40,8 +40,8 @@ def run_for(data: Path, runs: Path, out: Path) -> Path:
 
 
 def bench_one(data: Path, run: Path, bundle: Path, calib_size: int) -> dict:
-    from edgead.bundle import artefact_bytes
-    from edgead.evaluate import evaluate
+    from edgead.core.bundle import artefact_bytes
+    from edgead.tasks.image.evaluate import evaluate
     from edgead.export import ExportError, export
 
     row: dict = {"data": data.name, "run": str(run), "runtimes": {}}

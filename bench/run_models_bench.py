@@ -27,7 +27,7 @@ METRICS = ("image_auroc", "pixel_auroc", "aupro")
 
 
 def trained(model: str, data: Path, run: Path, overrides: dict | None = None) -> dict:
-    from edgead.train import train
+    from edgead.tasks.image.train import train
 
     if not (run / "run.json").is_file():
         train(data, run, model=model, overrides=overrides)
@@ -55,8 +55,8 @@ def exported(run: Path, bundle: Path, calib_size: int) -> dict:
 
 
 def bench_one(model: str, data: Path, work: Path, calib_size: int, threads: int) -> dict:
-    from edgead.bundle import artefact_bytes
-    from edgead.evaluate import evaluate
+    from edgead.core.bundle import artefact_bytes
+    from edgead.tasks.image.evaluate import evaluate
 
     run, bundle = work / f"{model}_{data.name}", work / f"{model}_{data.name}_bundle"
     cfg = trained(model, data, run)
@@ -83,7 +83,7 @@ def bench_one(model: str, data: Path, work: Path, calib_size: int, threads: int)
 
 
 def ablation(data: Path, work: Path) -> dict:
-    from edgead.evaluate import evaluate
+    from edgead.tasks.image.evaluate import evaluate
 
     row = {"data": data.name}
     for name, overrides in (("with", None), ("without", {"attenuation": False})):

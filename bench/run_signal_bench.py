@@ -46,8 +46,8 @@ def latency(source: Path, runtime: str, threads: int, precision: str = "fp32") -
 
 def parity(run: Path, bundle: Path, data: Path, runtime: str) -> float:
     """Max relative difference of window scores, runtime vs torch, on the data's test part."""
-    from edgead.signal_eval import evaluate_signal
-    from edgead.signal_predictor import SignalPredictor
+    from edgead.tasks.signal.evaluate import evaluate_signal
+    from edgead.tasks.signal.predictor import SignalPredictor
 
     scores = {}
     for name, src, rt in (("torch", run, "torch"), (runtime, bundle, runtime)):
@@ -73,13 +73,16 @@ def int8_rows(run: Path, bundle: Path, fp32: dict, max_drop: float = 0.01, max_s
     output in float), added to the FP32 bundle; the gate's record says what was tried."""
     import tempfile
 
-    from edgead import bundle as bundle_io
-    from edgead.bundle import artefact_bytes
-    from edgead.signal_int8 import SignalInt8Session
+    from edgead.core import bundle as bundle_io
+    from edgead.core.bundle import artefact_bytes
+    from edgead.core.run import read_run_config
+    from edgead.tasks import get as get_task
     from quant.gate import GateFailed
+    from quant.int8 import Int8Session
 
-    cfg = json.loads((run / "run.json").read_text())
-    session = SignalInt8Session(cfg)
+    cfg = read_run_config(run)
+    task = get_task("signal")
+    session = Int8Session(cfg, task.int8_data(cfg), task.predictor_class())
     manifest = json.loads((bundle / "edgead.json").read_text())
     out = {}
     for target, rt in RUNTIMES:
@@ -105,10 +108,10 @@ def int8_rows(run: Path, bundle: Path, fp32: dict, max_drop: float = 0.01, max_s
 
 def bench_set(name: str, data: Path, train_kw: dict, out: Path, threads: int, export_targets: bool,
               reuse: bool = False) -> dict:
-    from edgead.bundle import artefact_bytes
+    from edgead.core.bundle import artefact_bytes
     from edgead.export import export
-    from edgead.signal_eval import evaluate_signal
-    from edgead.signal_train import train_signal
+    from edgead.tasks.signal.evaluate import evaluate_signal
+    from edgead.tasks.signal.train import train_signal
 
     run, bundle = out / f"mmae_{name}", out / f"mmae_{name}_bundle"
     t = time.time()

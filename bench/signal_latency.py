@@ -12,8 +12,8 @@ import time
 
 import numpy as np
 
-from edgead.signal_predictor import SignalPredictor
-from edgead.signal_preprocess import normalize
+from edgead.tasks.signal.predictor import SignalPredictor
+from edgead.tasks.signal.preprocess import normalize
 
 
 def _median_ms(fn, n: int, warmup: int) -> float:

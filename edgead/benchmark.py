@@ -32,16 +32,20 @@ import numpy as np
 
 import runtimes
 
-from . import __version__
-from . import bundle as bundle_io
-from .bundle import artefact_bytes
-from .predictor import TARGET_RUNTIME
+from edgead import __version__, targets
+from edgead.core import bundle as bundle_io
+from edgead.core.bundle import artefact_bytes
+from edgead.core.errors import UsageError
 
 #: pip distributions whose versions describe the machine's software.
 VERSIONED = ("numpy", "opencv-python-headless", "opencv-python", "onnxruntime", "onnxruntime-gpu",
              "openvino", "ai-edge-litert", "tflite-runtime")
-MAX_IMAGES = 16  # distinct images cycled through when timing
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # holds edgead/ and runtimes/
+
+
+#: what an evaluation adds to a row (image and signal tasks)
+ACCURACY_KEYS = ("image_auroc", "pixel_auroc", "aupro", "sample_auroc", "point_auroc", "f1_max", "n_images",
+                 "n_samples", "n_windows")
 
 
 @dataclass(frozen=True)
@@ -55,10 +59,6 @@ class Case:
 
 # ------------------------------------------------------------------------------ planning
 
-def runtime_of(target: str, art: dict) -> str:
-    return art.get("runtime") or TARGET_RUNTIME.get(target, "?")
-
-
 def plan(manifest: dict, wanted: Sequence[str] | None = None, threads: Sequence[int | None] = (1,),
          precisions: Sequence[str] | None = None,
          is_installed: Callable[[str], bool] = runtimes.available) -> tuple[list[Case], list[dict]]:
@@ -68,11 +68,11 @@ def plan(manifest: dict, wanted: Sequence[str] | None = None, threads: Sequence[
     the bundle has an artefact for, except torch), `precisions` the precisions."""
     for name in wanted or ():
         if name not in runtimes.BACKENDS:
-            raise ValueError(f"unknown runtime {name!r} in --runtimes; choose from {', '.join(runtimes.BACKENDS)}")
+            raise UsageError(f"unknown runtime {name!r} in --runtimes; choose from {', '.join(runtimes.BACKENDS)}")
     arts = manifest["artefacts"]
     by_runtime: dict[str, list[str]] = {}
     for target, art in arts.items():
-        by_runtime.setdefault(runtime_of(target, art), []).append(target)
+        by_runtime.setdefault(targets.runtime_of(target, art), []).append(target)
     order = list(wanted) if wanted else [r for r in runtimes.BACKENDS if r in by_runtime and r != "torch"]
     cases, skipped = [], []
     for rt in order:
@@ -172,19 +172,6 @@ def percentiles(ms: Sequence[float]) -> dict:
             "p99": float(np.percentile(a, 99)), "mean": float(a.mean())}
 
 
-def timing_images(spec: dict) -> list[np.ndarray]:
-    """RGB uint8 images to time with: the listed files, or one synthetic frame of `spec['size']`."""
-    import cv2
-
-    from .preprocess import read_image
-
-    if spec.get("images"):
-        return [read_image(p) for p in spec["images"]]
-    h, w = spec["size"]
-    base = np.random.default_rng(0).integers(90, 170, (h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8)
-    return [np.ascontiguousarray(cv2.resize(base, (w, h), interpolation=cv2.INTER_CUBIC))]
-
-
 def peak_rss_mb() -> float | None:
     """Peak resident memory of this process so far, in MiB (None where unsupported)."""
     try:
@@ -213,41 +200,40 @@ def _runtime_details(pred) -> dict:
     return out
 
 
-def measure(bundle: str | Path, case: Case, images: list[np.ndarray], n: int = 200, warmup: int = 20,
+def measure(bundle: str | Path, case: Case, spec: dict, n: int = 200, warmup: int = 20,
             data: str | Path | None = None, device=None) -> dict:
-    """Measure one case in this process (run_benchmark calls it in a child per case)."""
-    from .predictor import Predictor
-    from .preprocess import preprocess
+    """Measure one case in this process (run_benchmark calls it in a child per case). `spec`
+    says what to time with (the task's `timing_inputs`)."""
+    from edgead.tasks import for_path
 
+    task = for_path(bundle)
     t = time.perf_counter()
-    pred = Predictor(bundle, threads=case.threads, device=device, target=case.target)
+    pred = task.predictor(bundle, threads=case.threads, device=device, target=case.target)
     load_ms = (time.perf_counter() - t) * 1e3
-    xs = [preprocess(im, pred.spec)[0] for im in images]
+    model_call, predict_call = task.timing_calls(pred, spec)
     for i in range(warmup):
-        pred.predict(images[i % len(images)])
+        predict_call(i)
     model_ms, predict_ms = [], []
     for i in range(n):  # interleaved, so that both see the same load on a shared machine
         t = time.perf_counter()
-        pred.raw_map(xs[i % len(xs)])
+        model_call(i)
         model_ms.append((time.perf_counter() - t) * 1e3)
         t = time.perf_counter()
-        pred.predict(images[i % len(images)])
+        predict_call(i)
         predict_ms.append((time.perf_counter() - t) * 1e3)
     row = _row(case.target, pred.runtime, pred.precision, case.threads, "ok")
     row.update(load_ms=load_ms, predict_ms=percentiles(predict_ms), model_ms=percentiles(model_ms),
                throughput_ips=1e3 / float(np.mean(predict_ms)), peak_rss_mb=peak_rss_mb(), **_runtime_details(pred))
     if data is not None:
-        from .evaluate import evaluate
-
-        res = evaluate(bundle, data, predictor=pred)
-        row.update({k: res.get(k) for k in ("image_auroc", "pixel_auroc", "aupro", "f1_max", "n_images")})
+        res = task.evaluate(pred, data)
+        row.update({k: res[k] for k in ACCURACY_KEYS if k in res})
     return row
 
 
 def _worker(spec_path: str, out_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
     case = Case(**spec["case"])
-    row = measure(spec["bundle"], case, timing_images(spec), spec["n"], spec["warmup"], spec.get("data"), spec.get("device"))
+    row = measure(spec["bundle"], case, spec["timing"], spec["n"], spec["warmup"], spec.get("data"), spec.get("device"))
     Path(out_path).write_text(json.dumps(row))
     return 0
 
@@ -268,13 +254,13 @@ def _last_error_line(stderr: str) -> str:
     return lines[-1][:400] if lines else "no output"
 
 
-def measure_in_child(bundle: str | Path, case: Case, image_spec: dict, n: int, warmup: int,
+def measure_in_child(bundle: str | Path, case: Case, timing: dict, n: int, warmup: int,
                      data: str | Path | None = None, device=None, timeout: float | None = None) -> dict:
     """Measure one case in a fresh Python process; a crash or timeout becomes a 'failed' row."""
     with tempfile.TemporaryDirectory(prefix="edgead-bench-") as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "row.json"
         spec = {"bundle": str(bundle), "case": asdict(case), "n": n, "warmup": warmup,
-                "data": str(data) if data is not None else None, "device": device, **image_spec}
+                "data": str(data) if data is not None else None, "device": device, "timing": timing}
         spec_path.write_text(json.dumps(spec))
         cmd = [sys.executable, "-m", "edgead.benchmark", "--worker", str(spec_path), str(out_path)]
         try:
@@ -297,20 +283,6 @@ def default_threads() -> list[int]:
     return sorted({1, cores})
 
 
-def _image_spec(manifest: dict, data: str | Path | None) -> tuple[dict, str]:
-    if data is not None:
-        from .data.images import open_dataset
-
-        ds = open_dataset(data)
-        samples = ds.test or ds.train
-        if not samples:
-            raise ValueError(f"--data {data}: no images found")
-        files = [str(s.path) for s in sorted(samples, key=lambda s: s.path)][:MAX_IMAGES]
-        return {"images": files}, f"{len(files)} images from {data}"
-    size = [int(manifest["input"]["height"]), int(manifest["input"]["width"])]
-    return {"size": size}, f"a synthetic {size[1]}x{size[0]} frame (pass --data to time your own images)"
-
-
 def run_benchmark(bundle: str | Path, runtimes_wanted: Sequence[str] | None = None,
                   threads: Sequence[int | None] | None = None, data: str | Path | None = None,
                   n: int = 200, warmup: int = 20, precisions: Sequence[str] | None = None, device=None,
@@ -320,11 +292,14 @@ def run_benchmark(bundle: str | Path, runtimes_wanted: Sequence[str] | None = No
     AUROCs are computed once per target (at the first thread count) when `data` is given."""
     if n < 1 or warmup < 0:
         raise ValueError(f"n must be >= 1 and warmup >= 0 (got n={n}, warmup={warmup})")
+    from edgead.tasks import for_record
+
     bundle = Path(bundle)
     manifest = bundle_io.load_manifest(bundle, verify=True)
+    task = for_record(manifest)
     threads = list(threads or default_threads())
     cases, skipped = plan(manifest, runtimes_wanted, threads, precisions)
-    image_spec, images_text = _image_spec(manifest, data)
+    timing, timing_text = task.timing_inputs(manifest, data)
     started, machine = _dt.datetime.now().astimezone().isoformat(timespec="seconds"), machine_info()
     rows, evaluated = [], set()
     for case in cases:
@@ -332,7 +307,7 @@ def run_benchmark(bundle: str | Path, runtimes_wanted: Sequence[str] | None = No
             log(f"measuring {case.target} ({case.runtime} {case.precision}, "
                 f"{case.threads or 'default'} thread{'s' if case.threads != 1 else ''}) ...")
         with_data = data if case.target not in evaluated else None
-        row = measure_in_child(bundle, case, image_spec, n, warmup, with_data, device, timeout)
+        row = measure_in_child(bundle, case, timing, n, warmup, with_data, device, timeout)
         row["bytes"] = artefact_bytes(manifest, case.target)
         evaluated.add(case.target)
         rows.append(row)
@@ -341,18 +316,25 @@ def run_benchmark(bundle: str | Path, runtimes_wanted: Sequence[str] | None = No
     if hasattr(os, "getloadavg"):
         machine["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     return {"edgead_benchmark": 1, "date": started,
-            "bundle": {"path": str(bundle), "model": manifest.get("model", {}).get("name"),
-                       "input": f"{manifest['input']['width']}x{manifest['input']['height']}",
+            "bundle": {"path": str(bundle), "model": manifest.get("model", {}).get("name"), "task": task.name,
+                       "input": _input_text(manifest["input"]),
                        "bytes": sum(int(f.get("bytes") or 0) for f in manifest.get("files", {}).values())},
             "settings": {"n": n, "warmup": warmup, "threads": threads, "data": str(data) if data else None,
-                         "timing_images": images_text, "device": device},
+                         "timing_images": timing_text, "device": device},
             "machine": machine, "rows": rows}
+
+
+def _input_text(spec: dict) -> str:
+    """"256x256" for images, "1x140" (channels x samples) for signals."""
+    if "height" in spec:
+        return f"{spec['width']}x{spec['height']}"
+    return f"{spec.get('channels')}x{spec.get('length')}"
 
 
 def _share_accuracy(rows: list[dict]) -> None:
     """Copy a target's AUROCs (measured at its first thread count) to its other rows."""
-    keys = ("image_auroc", "pixel_auroc", "aupro", "f1_max", "n_images")
-    measured = {r["target"]: r for r in rows if "image_auroc" in r}
+    keys = ACCURACY_KEYS
+    measured = {r["target"]: r for r in rows if any(k in r for k in keys)}
     for r in rows:
         src = measured.get(r["target"])
         if src is not None and r is not src and r["status"] == "ok":
@@ -381,7 +363,7 @@ COLUMNS: list[tuple[str, Callable[[dict], str]]] = [
     ("pre+post ms", lambda r: _f(r["predict_ms"]["p50"] - r["model_ms"]["p50"], ".2f") if r.get("predict_ms") else "-"),
     ("img/s", lambda r: _f(r.get("throughput_ips"), ".1f")),
     ("peak RSS MB", lambda r: _f(r.get("peak_rss_mb"), ".0f")),
-    ("img AUROC", lambda r: _f(r.get("image_auroc"), ".4f")),
+    ("AUROC", lambda r: _f(r.get("image_auroc", r.get("sample_auroc")), ".4f")),
     ("px AUROC", lambda r: _f(r.get("pixel_auroc"), ".4f")),
     ("status", lambda r: r["status"] if not r.get("reason") else f"{r['status']}: {r['reason']}"),
 ]

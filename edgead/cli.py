@@ -6,112 +6,59 @@ import json
 import sys
 from pathlib import Path
 
+from edgead.core.errors import EdgeadError, UsageError
+
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_USAGE = 0, 1, 2
+_OWNED: dict[str, dict[str, tuple[str, str]]] = {}  # command -> dest -> (task, flag)
 REPO = Path(__file__).resolve().parents[1]
 DEMO_DATA = REPO / "examples" / "data" / "hazelnut_toy"
 
 
 def _models_help() -> str:
-    from .models import MODELS
+    from edgead.models import MODELS
 
-    return "\n".join(f"  {name:<10} {why}" for name, (_, why) in MODELS.items())
+    return "\n".join(f"  {name:<10} {m.task:<7} {m.why}" for name, m in MODELS.items())
+
+
+def _foreign_flags(a: argparse.Namespace, task) -> None:
+    """A flag of another task's models is a usage error naming the flag and this task."""
+    what = f"model {a.model}" if a.command == "train" else getattr(a, "source", None) or getattr(a, "bundle", "")
+    for dest, (owner, flag) in _OWNED[a.command].items():
+        if owner != task.name and getattr(a, dest, None) is not None:
+            raise UsageError(f"{flag} is for {owner} models, but {what} is a {task.name} one; leave it out "
+                             f"(see `edgead {a.command} --help`)")
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from . import signal_cli
-    from .train import train
+    from edgead.tasks import for_model
 
-    if signal_cli.is_signal_model(a.model):
-        return signal_cli.cmd_train(a)
-    cfg = train(a.data, a.out, model=a.model, epochs=a.epochs, image_size=a.image_size, seed=a.seed,
-                holdout=a.holdout, resize=a.resize, val=a.val, threads=a.threads, overrides=_settings(a.set))
-    th = cfg["thresholds"]["image"]
-    print(f"trained {a.model} in {cfg['train']['seconds']} s on {cfg['train']['n_fit']} images "
-          f"({cfg['train']['n_holdout']} held out for thresholds); image threshold "
-          f"{th['values'][th['active']]:.4g} ({th['active']}); run written to {a.out}")
-    return EXIT_OK
-
-
-def _settings(pairs: list[str]) -> dict:
-    """["max_bank=8192", "attenuation=false"] -> {"max_bank": 8192, "attenuation": False}."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set max_bank=8192")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+    task = for_model(a.model)
+    _foreign_flags(a, task)
+    return task.cli_train(a)
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
-    from . import signal_cli
-    from .evaluate import evaluate
+    from edgead.tasks import for_path
 
-    if signal_cli.task_of(a.source) == "signal":
-        return signal_cli.cmd_eval(a)
-    res = evaluate(a.source, a.data, runtime=a.runtime, precision=a.precision, threads=a.threads, save_maps=a.save_maps)
-    if a.json:
-        print(json.dumps(res))
-    else:
-        for k, v in res.items():
-            print(f"{k:>12}: {v:.4f}" if isinstance(v, float) else f"{k:>12}: {v}")
-    return EXIT_OK
-
-
-def _expand(paths: list[str]) -> list[Path]:
-    from .data.images import IMAGE_SUFFIXES
-
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            out.append(p)
-    return out
+    task = for_path(a.source)
+    _foreign_flags(a, task)
+    return task.cli_eval(a)
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
-    from . import signal_cli
-    from .predictor import Predictor
-    from .preprocess import ImageReadError, read_image
+    from edgead.tasks import for_path
 
-    if signal_cli.task_of(a.bundle) == "signal":
-        return signal_cli.cmd_predict(a)
-    pred = Predictor(a.bundle, runtime=a.runtime, threads=a.threads, precision=a.precision)
-    files = _expand(a.paths)
-    if not files:
-        raise ValueError(f"no images found in {' '.join(a.paths)}")
-    failed = 0
-    for f in files:
-        try:
-            img = read_image(f)
-            res = pred.result(*pred.analyse(img), path=str(f))
-        except (ImageReadError, ValueError) as e:
-            failed += 1
-            print(json.dumps({"path": str(f), "error": str(e)}) if a.json else f"ERROR {e}", flush=True)
-            continue
-        if a.save_maps:
-            from .visualize import save_overlay
-
-            save_overlay(Path(a.save_maps) / (f.stem + ".png"), img, res)
-        if a.json:
-            print(json.dumps(res.to_json()), flush=True)
-        else:
-            print(f"{'ANOMALY' if res.is_anomalous else 'ok     '} score={res.score:.3f} raw={res.raw_score:.4g}  {f}", flush=True)
-    if failed:
-        print(f"edgead: {failed} of {len(files)} images could not be scored", file=sys.stderr)
-        return EXIT_FAILED_ITEMS
-    return EXIT_OK
+    task = for_path(a.bundle)
+    _foreign_flags(a, task)
+    return task.cli_predict(a)
 
 
 def cmd_export(a: argparse.Namespace) -> int:
-    from .bundle import artefact_bytes
-    from .export import export
+    from edgead import targets as target_table
+    from edgead.core.bundle import artefact_bytes
+    from edgead.export import export
 
-    targets = [t for spec in a.target for t in spec.split(",") if t]
+    targets = target_table.parse(a.target)
     manifest = export(a.run, a.out, targets, int8=a.int8, calib=a.calib, calib_size=a.calib_size,
                       max_drop=a.max_drop, max_shift=a.max_shift, val=a.val)
     for t in targets:
@@ -119,17 +66,18 @@ def cmd_export(a: argparse.Namespace) -> int:
         print(f"{t:>8}: {art['file']} ({artefact_bytes(manifest, t) / 1e6:.1f} MB, {art['precision']}, "
               f"max |diff| vs torch {art['max_abs_diff_vs_torch']:.2g})")
         if a.int8:
-            q = manifest["artefacts"][f"{t}_int8"]
+            key = target_table.get(t).int8_key
+            q = manifest["artefacts"][key]
             g = q["gate"]
             drop = "n/a (no anomalies)" if g["drop"] is None else f"{g['drop']:.4f}"
-            print(f"{t + '_int8':>13}: {q['file']} ({artefact_bytes(manifest, f'{t}_int8') / 1e6:.1f} MB, int8, AUROC drop {drop}, "
+            print(f"{key:>13}: {q['file']} ({artefact_bytes(manifest, key) / 1e6:.1f} MB, int8, AUROC drop {drop}, "
                   f"score shift {g['score_shift']:.4f}; {g['chosen']})")
     print(f"bundle written to {a.out}")
     return EXIT_OK
 
 
 def cmd_benchmark(a: argparse.Namespace) -> int:
-    from .benchmark import format_table, parse_list, run_benchmark
+    from edgead.benchmark import format_table, parse_list, run_benchmark
 
     report = run_benchmark(a.bundle, parse_list(a.runtimes), parse_list(a.threads, int), a.data, a.n, a.warmup,
                            parse_list(a.precisions), a.device, a.timeout,
@@ -145,11 +93,17 @@ def cmd_benchmark(a: argparse.Namespace) -> int:
 def cmd_demo(a: argparse.Namespace) -> int:
     import runtimes
 
-    from .evaluate import evaluate
-    from .export import export
-    from .predictor import Predictor
-    from .train import train
+    from edgead import targets as target_table
+    from edgead.export import export
+    from edgead.tasks.image.cli import expand
+    from edgead.tasks.image.evaluate import evaluate
+    from edgead.tasks.image.predictor import Predictor
+    from edgead.tasks.image.train import train
 
+    if a.data is None and not DEMO_DATA.is_dir():
+        raise UsageError(f"the demo's sample images ship with the source checkout ({DEMO_DATA.relative_to(REPO)}), "
+                         "not with the installed package: run `make demo` in a clone of edgead, or pass "
+                         "--data DIR (an MVTec-layout folder: train/good, test/<good|defect>)")
     data = Path(a.data) if a.data else DEMO_DATA
     out = Path(a.out)
     print(f"[1/4] training hetnet on {data}/train/good (normal images only)", flush=True)
@@ -157,12 +111,12 @@ def cmd_demo(a: argparse.Namespace) -> int:
     print(f"      {cfg['train']['seconds']} s; complexity {cfg['complexity']}", flush=True)
     print(f"[2/4] evaluating on {data}/test; heat-map overlays in {out / 'maps'}", flush=True)
     print("      " + json.dumps(evaluate(out / "run", data, save_maps=out / "maps")), flush=True)
-    pairs = [(t, rt) for t, rt in (("onnx", "onnxruntime"), ("openvino", "openvino"), ("tflite", "tflite")) if runtimes.available(rt)]
+    pairs = [(t.name, t.runtime) for t in target_table.TARGETS.values() if runtimes.available(t.runtime)]
     targets = [t for t, _ in pairs]
     print(f"[3/4] exporting {', '.join(targets)} to {out / 'bundle'}", flush=True)
     export(out / "run", out / "bundle", targets)
     print("[4/4] the same test images on every runtime, through the torch-free Predictor", flush=True)
-    images = _expand([str(data / "test")])
+    images = expand([str(data / "test")])
     for rt in ["torch"] + [rt for _, rt in pairs]:
         pred = Predictor(out / "run" if rt == "torch" else out / "bundle", runtime=rt)
         res = pred.predict(images)
@@ -172,9 +126,21 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from . import signal_cli
+def _task_arguments(command: str, parser: argparse.ArgumentParser) -> None:
+    """Each task's own flags of `command`, in a group per task; remembers which task owns each."""
+    from edgead.tasks import all_tasks
 
+    for task in all_tasks():
+        group = parser.add_argument_group(f"{task.name} models only")
+        before = {a.dest for a in parser._actions}
+        task.add_arguments(command, group)
+        for action in parser._actions:
+            if action.dest not in before:
+                _OWNED[command][action.dest] = (task.name, action.option_strings[0])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    _OWNED.update({"train": {}, "eval": {}, "predict": {}})
     p = argparse.ArgumentParser(prog="edgead", description="Anomaly detection and localisation for edge devices.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -183,18 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", default="hetnet", help="model name (see above)")
     t.add_argument("--data", required=True, help="data folder")
     t.add_argument("--out", required=True, help="run folder to write")
-    t.add_argument("--epochs", type=int, default=None, help="passes over the training images (default: the model's own)")
-    t.add_argument("--image-size", type=int, default=256)
-    t.add_argument("--resize", choices=["letterbox", "stretch"], default="letterbox",
-                   help="letterbox keeps the aspect ratio (default); stretch squashes to a square")
+    t.add_argument("--epochs", type=int, default=None, help="passes over the training data (default: the model's own)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--holdout", type=float, default=0.15, help="fraction of normal images held out for thresholds")
-    t.add_argument("--val", default=None, help="labelled validation folder: adds F1-adaptive thresholds")
+    t.add_argument("--holdout", type=float, default=0.15, help="fraction of normal samples held out for thresholds")
     t.add_argument("--threads", type=int, default=None)
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a model setting, repeatable (e.g. --set max_bank=8192 for patchcore); "
-                        "an unknown key lists the model's settings")
-    signal_cli.add_train_options(t)
+    _task_arguments("train", t)
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="metrics of a run or bundle on labelled data")
@@ -204,8 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8"])
     e.add_argument("--threads", type=int, default=None)
     e.add_argument("--json", action="store_true", help="print one JSON object")
-    e.add_argument("--save-maps", default=None, help="folder for heat-map overlays (PNG)")
-    e.add_argument("--data-kind", default=None, help="signal data: ucr, wfdb, nab, csv or npy (default: from the file)")
+    e.add_argument("--threshold", type=float, default=None, metavar="RAW",
+                   help="use this raw score as the threshold (the manual kind) instead of the run's active one")
+    _task_arguments("eval", e)
     e.set_defaults(func=cmd_eval)
 
     x = sub.add_parser("export", help="export a run to a bundle for ONNX Runtime, OpenVINO or TFLite")
@@ -233,8 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8"])
     r.add_argument("--threads", type=int, default=None)
     r.add_argument("--json", action="store_true", help="one JSON line per image")
+    r.add_argument("--threshold", type=float, default=None, metavar="RAW",
+                   help="use this raw score (image, or window for signals) as the threshold (the manual kind)")
     r.add_argument("--save-maps", default=None, help="folder for heat-map overlays (PNG); signals: point scores (CSV)")
-    r.add_argument("--data-kind", default=None, help="signal files: ucr, wfdb, nab, csv or npy (default: from the file)")
+    _task_arguments("predict", r)
     r.set_defaults(func=cmd_predict)
 
     b = sub.add_parser("benchmark", help="size, load time, latency, memory and AUROC of a bundle on each runtime")
@@ -250,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", default=None, metavar="OUT", help="also write the report (with the machine's description) here")
     b.set_defaults(func=cmd_benchmark)
 
-    d = sub.add_parser("demo", help="train, evaluate and export on the embedded hazelnut sample")
+    d = sub.add_parser("demo", help="train, evaluate and export on the hazelnut sample of the source checkout")
     d.add_argument("--data", default=None, help=f"data folder (default: {DEMO_DATA})")
     d.add_argument("--out", default="demo_out")
     d.add_argument("--epochs", type=int, default=None)
@@ -260,15 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .bundle import BundleError
-    from .data.images import DataError
-    from .export import ExportError
-    from .preprocess import ImageReadError
-    from .run import RunError
+    from runtimes import BackendError
 
     try:
         return args.func(args)
-    except (DataError, ImageReadError, RunError, BundleError, ExportError, FileExistsError, FileNotFoundError, ImportError, ValueError) as e:
+    except (EdgeadError, BackendError, FileExistsError, FileNotFoundError, PermissionError, ImportError,
+            ValueError) as e:
         print(f"edgead {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -1,46 +1,51 @@
-"""`edgead export`: a trained run -> a bundle with ONNX / OpenVINO / TFLite artefacts.
-
-Every artefact is run once on a real preprocessed image right after conversion and its
-output compared with torch; the difference is written into the manifest."""
+"""`edgead export`: a trained run -> a bundle with ONNX / OpenVINO / TFLite artefacts, for
+every task. The task supplies a real sample input; each artefact is run on it right after
+conversion and its named outputs compared with torch's; the difference and the input used are
+written into the manifest. Every artefact of one export is written in one bundle transaction,
+and only after all of them passed."""
 from __future__ import annotations
 
+import inspect
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from . import __version__
-from . import bundle as bundle_io
+from edgead import __version__, targets
+from edgead.core import bundle as bundle_io
+from edgead.core.errors import ExportError, UsageError
+from edgead.core.records import Manifest, RunRecord, same_model
 
-TARGETS = ("onnx", "openvino", "tflite")
-TARGET_RUNTIME = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "tflite"}
+TARGETS = targets.NAMES
 OPSET = 18
-PARITY_ATOL = 1e-3  # of the raw map, FP32 artefacts
+PARITY_ATOL = 1e-3  # of the raw outputs, FP32 artefacts, relative to their largest magnitude
 
 
-class ExportError(RuntimeError):
-    """Conversion failed or the artefact does not reproduce torch."""
-
-
-def base_manifest(cfg: dict) -> dict:
-    if cfg.get("task") == "signal":
-        from .signal_export import signal_manifest
-
-        return signal_manifest(cfg)
+def base_manifest(cfg: RunRecord, task) -> Manifest:
     return {
-        "task": cfg.get("task", "image"),
+        "task": task.name,
         "model": {"name": cfg["model"]["name"], "config": cfg["model"]["config"]},
         "input": cfg["input"],
+        "input_name": cfg.get("input_name", task.input_name),
         "post": cfg["post"],
-        "outputs": {"anomaly_map": "anomaly_map", "layout": "NCHW", "computed_after_graph": [
-            "bilinear upsampling to the input size", "crop of the letterbox padding",
-            "gaussian blur (post.blur_sigma)", "image score pooling (post.score)", "threshold normalisation"]},
-        "input_name": "image",
+        "outputs": task.manifest_outputs(),
         "thresholds": cfg["thresholds"],
         "edgead_version": __version__,
+        "weights_sha256": cfg["weights_sha256"],
         "provenance": {"train": cfg.get("train", {}), "complexity": cfg.get("complexity", {}),
                        "metrics": cfg.get("metrics")},
     }
+
+
+# ------------------------------------------------------------------------------ converters
+
+def _input_name(model) -> str:
+    return getattr(model, "input_name", "image")
+
+
+def _outputs(model) -> list[str]:
+    return list(getattr(model, "outputs", ["anomaly_map"]))
 
 
 def onnx_file(model, x, path: Path) -> Path:
@@ -48,131 +53,185 @@ def onnx_file(model, x, path: Path) -> Path:
 
     with torch.no_grad():
         torch.onnx.export(model, (torch.from_numpy(x),), str(path), input_names=[_input_name(model)],
-                          output_names=list(getattr(model, "outputs", ["anomaly_map"])), opset_version=OPSET, dynamo=True,
+                          output_names=_outputs(model), opset_version=OPSET, dynamo=True,
                           external_data=False, verbose=False)
     return path
+
+
+def named_outputs(model):
+    """`model` wrapped so that TFLite's signature names its input and outputs as the task does
+    (LiteRT names a dict's outputs by its keys; a tuple would become output_0, output_1)."""
+    import torch
+
+    class Named(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def named(self, *args, **kwargs):
+            out = self.m(*args, **kwargs)
+            return dict(zip(_outputs(self.m), out if isinstance(out, tuple) else (out,)))
+
+    wrapped = Named(model)
+    forward = lambda *a, **k: wrapped.named(*a, **k)  # noqa: E731 - a signature of its own
+    forward.__signature__ = inspect.Signature([inspect.Parameter(_input_name(model), inspect.Parameter.POSITIONAL_OR_KEYWORD)])
+    wrapped.forward = forward
+    return wrapped
 
 
 def tflite_file(model, x, path: Path) -> Path:
     import litert_torch
     import torch
 
-    litert_torch.convert(model.eval(), sample_kwargs={_input_name(model): torch.from_numpy(x)}).export(str(path))
+    litert_torch.convert(named_outputs(model.eval()).eval(), sample_kwargs={_input_name(model): torch.from_numpy(x)}).export(str(path))
     return path
 
 
-def _input_name(model) -> str:
-    return getattr(model, "input_name", "image")
+def to_onnx(model, x, workdir: Path) -> tuple[dict[str, Path], dict]:
+    return {"model.onnx": onnx_file(model, x, workdir / "model.onnx")}, {"opset": OPSET}
+
+
+def to_openvino(model, x, workdir: Path) -> tuple[dict[str, Path], dict]:
+    from runtimes.openvino_backend import compile_from_onnx
+
+    xml = compile_from_onnx(onnx_file(model, x, workdir / "for_openvino.onnx"), workdir / "model.xml")
+    return {"model.xml": xml, "model.bin": xml.with_suffix(".bin")}, {}
+
+
+def to_tflite(model, x, workdir: Path) -> tuple[dict[str, Path], dict]:
+    return {"model.tflite": tflite_file(model, x, workdir / "model.tflite")}, {}
 
 
 def convert(model, x: np.ndarray, target: str, workdir: Path) -> tuple[dict[str, Path], dict]:
     """Write one target's files into workdir; returns ({name in bundle: path}, artefact meta)."""
-    if target == "onnx":
-        return {"model.onnx": onnx_file(model, x, workdir / "model.onnx")}, {"runtime": "onnxruntime", "opset": OPSET}
-    if target == "openvino":
-        from runtimes.openvino_backend import compile_from_onnx
-
-        onnx_path = onnx_file(model, x, workdir / "for_openvino.onnx")
-        xml = compile_from_onnx(onnx_path, workdir / "model.xml")
-        return ({"model.xml": xml, "model.bin": xml.with_suffix(".bin")},
-                {"runtime": "openvino", "file": "model.xml", "extra_files": ["model.bin"]})
-    if target == "tflite":
-        return {"model.tflite": tflite_file(model, x, workdir / "model.tflite")}, {"runtime": "tflite"}
-    raise ValueError(f"unknown export target {target!r}; choose from {', '.join(TARGETS)}")
+    t = targets.get(target)
+    files, meta = globals()[t.converter](model, x, workdir)
+    meta = {"runtime": t.runtime, "file": t.main, **({"extra_files": list(t.files[1:])} if len(t.files) > 1 else {}), **meta}
+    return files, meta
 
 
-def parity(runtime: str, artefact: Path, x: np.ndarray, reference: np.ndarray | dict[str, np.ndarray],
+def parity(runtime: str, artefact: Path, x: np.ndarray, reference: dict[str, np.ndarray],
            input_name: str = "image") -> float:
-    """Max abs difference between the artefact's raw outputs and torch's, on input x.
-
-    `reference` is the raw map, or {output name: array} for several outputs (an output the
-    artefact names differently, e.g. TFLite's "output_0", is matched by shape)."""
+    """Max abs difference between the artefact's outputs and torch's, on input x, by name."""
     import runtimes
 
     out = runtimes.load(runtime, artefact, threads=1).run({input_name: x})
-    refs = reference if isinstance(reference, dict) else {"anomaly_map": reference}
     diffs = []
-    for name, ref in refs.items():
-        got = out.get(name, next((v for v in out.values() if v.shape == ref.shape), next(iter(out.values()))))
-        if got.shape != ref.shape:
-            raise ExportError(f"{artefact.name}: output {name!r} shape {got.shape} != torch's {ref.shape}")
-        diffs.append(float(np.abs(got - ref).max()))
+    for name, ref in reference.items():
+        if name not in out:
+            raise ExportError(f"{artefact.name}: has no output named {name!r} (it has {sorted(out)}); "
+                              "the converter lost the output names")
+        if out[name].shape != ref.shape:
+            raise ExportError(f"{artefact.name}: output {name!r} shape {out[name].shape} != torch's {ref.shape}")
+        diffs.append(float(np.abs(out[name] - ref).max()))
     return max(diffs)
 
 
-def export(run_dir: str | Path, out: str | Path, targets: list[str], sample_image: np.ndarray | None = None,
+# ------------------------------------------------------------------------------ export
+
+def export(run_dir: str | Path, out: str | Path, targets_wanted: list[str], sample_image: np.ndarray | None = None,
            int8: bool = False, calib: str | Path | None = None, calib_size: int | None = None,
-           max_drop: float = 0.01, max_shift: float = 0.05, val: str | Path | None = None) -> dict:
-    """Export `targets` of a run into bundle `out` (created or extended; written atomically).
+           max_drop: float = 0.01, max_shift: float = 0.05, val: str | Path | None = None,
+           log: Callable[[str], None] | None = None) -> Manifest:
+    """Export `targets_wanted` of a run into bundle `out` (created or extended; one atomic write).
 
     With `int8`, each target also gets an INT8 artefact "<target>_int8", calibrated on `calib`
-    (default: the run's training images; `calib_size` of them) and gated on accuracy against
-    FP32 on the validation data (`val`, default: the run's test split when it has anomalies,
-    else held-out normal images): image/pixel AUROC may drop by `max_drop` at most, normalised
-    scores (of normal, and of anomalous images) may move by `max_shift` on average. If even the repaired INT8 is
-    outside, ExportError names the values. Every artefact is converted and checked before the
-    bundle is touched."""
+    (default: the run's own fitted samples; `calib_size` of them) and gated on accuracy against
+    FP32 on the validation data (`val`, default: the run's recorded test split when it has
+    anomalies, else its held-out normals): AUROC may drop by `max_drop` at most, normalised
+    scores may move by `max_shift` on average; else ExportError names the values. An FP32
+    artefact already in the bundle (from the same weights) is reused, not converted again.
+    A bundle made from other weights is never mixed with this run's artefacts."""
     import torch
 
-    from .preprocess import InputSpec, preprocess
-    from .run import load_model
+    from edgead.models import load_run
+    from edgead.tasks import for_record
 
-    for t in targets:
-        if t not in TARGETS:
-            raise ValueError(f"unknown export target {t!r}; choose from {', '.join(TARGETS)}")
-    model, cfg = load_model(run_dir)
-    if cfg.get("task") == "signal":
-        from .signal_export import sample_input
-
-        x = sample_input(cfg)
-    else:
-        spec = InputSpec.from_json(cfg["input"])
-        x = preprocess(sample_image, spec)[0][None] if sample_image is not None else _sample_input(cfg, spec)
+    log = log or (lambda msg: None)
+    wanted = [targets.get(t).name for t in targets_wanted]
+    if not wanted:
+        raise UsageError(f"no export target given; choose from {', '.join(TARGETS)}")
+    out = Path(out)
+    bundle_io.check_writable(out)
+    model, cfg = load_run(run_dir)
+    task = for_record(cfg)
+    existing = _existing(out, cfg, run_dir)
+    x, parity_input = task.sample_input(cfg, sample_image)
     with torch.no_grad():
         raw = model(torch.from_numpy(x))
-    reference = {n: t.numpy() for n, t in zip(model.outputs, raw)} if isinstance(raw, tuple) else raw.numpy()
-    ref_max = max(float(np.abs(r).max()) for r in (reference.values() if isinstance(reference, dict) else [reference]))
+    reference = {n: t.numpy() for n, t in zip(model.outputs, raw if isinstance(raw, tuple) else (raw,))}
+    ref_max = max(float(np.abs(r).max()) for r in reference.values())
     session = None
     with tempfile.TemporaryDirectory(prefix="edgead-export-") as tmp:
-        staged = []  # (bundle key, files, meta), written once everything passed
-        for target in targets:
-            work = Path(tmp) / target
-            work.mkdir()
-            try:
-                files, meta = convert(model, x, target, work)
-            except ImportError as e:
-                raise ExportError(f"exporting to {target} needs the export tools: pip install 'edgead[export]' ({e})") from e
-            main_file = files[meta.get("file", next(iter(files)))]
-            diff = parity(TARGET_RUNTIME[target], main_file, x, reference, _input_name(model))
-            if diff > PARITY_ATOL * max(1.0, ref_max):
-                raise ExportError(f"{target} artefact differs from torch by {diff:.3g} (max abs on the raw outputs); "
-                                  "not writing it")
-            meta.update({"precision": "fp32", "max_abs_diff_vs_torch": diff})
-            staged.append((target, files, meta))
+        staged: dict[str, tuple[dict[str, Path], dict]] = {}  # written once everything passed
+        for target in wanted:
+            fp32 = _reusable(existing, out, target) if int8 else None
+            if fp32 is not None:
+                files, meta = fp32
+                log(f"{target}: reusing the FP32 artefact already in the bundle")
+            else:
+                files, meta = _convert_checked(model, x, target, Path(tmp) / target, reference, ref_max)
+                meta["parity_input"] = parity_input
+                log(f"{target}: converted, max |diff| vs torch {meta['max_abs_diff_vs_torch']:.2g}")
+                staged[target] = (files, meta)
             if int8:
-                session = session or _int8_session(cfg, calib, calib_size, val)
-                staged.append(_quantize(session, target, main_file, Path(tmp) / f"{target}_int8", max_drop, max_shift))
-        for key, files, meta in staged:
-            bundle_io.add_artefacts(out, key, {n: str(p) for n, p in files.items()}, meta, manifest=base_manifest(cfg))
+                session = session or _int8_session(cfg, task, calib, calib_size, val)
+                key, q_files, q_meta = _quantize(session, target, files[meta["file"]], Path(tmp) / f"{target}_int8",
+                                                 max_drop, max_shift)
+                staged[key] = (q_files, q_meta)
+                log(f"{key}: gate passed ({q_meta['gate']['chosen']})")
+        for meta in (m for _, m in staged.values()):
+            meta["weights_sha256"] = cfg["weights_sha256"]
+        bundle_io.update_bundle(out, base_manifest(cfg, task), {k: ({n: str(p) for n, p in f.items()}, m)
+                                                                 for k, (f, m) in staged.items()})
     return bundle_io.load_manifest(out)
 
 
-def _int8_session(cfg: dict, calib, calib_size: int | None, val):
-    if cfg.get("task") == "signal":
-        from .signal_int8 import DEFAULT_CALIB, SignalInt8Session
+def _existing(out: Path, cfg: RunRecord, run_dir) -> Manifest | None:
+    """The bundle already at `out` (verified), refused if it was made from other weights."""
+    if not (out / bundle_io.MANIFEST).is_file():
+        return None
+    manifest = bundle_io.load_manifest(out, verify=True)
+    if not same_model(manifest, cfg):
+        raise ExportError(f"{out} holds artefacts exported from another run (other weights than {run_dir}); "
+                          "mixing them would pair one model's artefacts with another's thresholds. "
+                          "Export into a new folder, or delete the old bundle first")
+    return manifest
 
-        return SignalInt8Session(cfg, calib=calib, calib_size=calib_size or DEFAULT_CALIB, val=val)
+
+def _reusable(existing: Manifest | None, out: Path, target: str) -> tuple[dict[str, Path], dict] | None:
+    art = (existing or {}).get("artefacts", {}).get(target)
+    if not art or art.get("precision", "fp32") != "fp32":
+        return None
+    names = bundle_io.artefact_files(art)
+    return {n: out / n for n in names}, dict(art)
+
+
+def _convert_checked(model, x, target: str, work: Path, reference: dict, ref_max: float) -> tuple[dict, dict]:
+    work.mkdir()
     try:
-        from quant.calibration import DEFAULT_SIZE
+        files, meta = convert(model, x, target, work)
+    except ImportError as e:
+        raise ExportError(f"exporting to {target} needs the export tools: pip install 'edgead[export]' ({e})") from e
+    diff = parity(meta["runtime"], files[meta["file"]], x, reference, _input_name(model))
+    if diff > PARITY_ATOL * max(1.0, ref_max):
+        raise ExportError(f"{target} artefact differs from torch by {diff:.3g} (max abs on the raw outputs); "
+                          "not writing it")
+    meta.update({"precision": "fp32", "max_abs_diff_vs_torch": diff})
+    return files, meta
+
+
+def _int8_session(cfg: RunRecord, task, calib, calib_size: int | None, val):
+    try:
         from quant.int8 import Int8Session
     except ImportError as e:
         raise ExportError(f"INT8 export needs the quantization tools: pip install 'edgead[export]' ({e})") from e
-    return Int8Session(cfg, calib=calib, calib_size=calib_size or DEFAULT_SIZE, val=val)
+    return Int8Session(cfg, task.int8_data(cfg, calib, calib_size, val), task.predictor_class())
 
 
 def _quantize(session, target: str, fp32_file: Path, workdir: Path, max_drop: float,
               max_shift: float) -> tuple[str, dict, dict]:
-    from quant.int8 import GateFailed, int8_target
+    from quant.gate import GateFailed
 
     workdir.mkdir()
     try:
@@ -181,18 +240,4 @@ def _quantize(session, target: str, fp32_file: Path, workdir: Path, max_drop: fl
         raise ExportError(str(e)) from e
     except ImportError as e:
         raise ExportError(f"INT8 for {target} needs the quantization tools: pip install 'edgead[export]' ({e})") from e
-    return int8_target(target), files, meta
-
-
-def _sample_input(cfg: dict, spec) -> np.ndarray:
-    """A real training image if the data folder is still there, else mid-grey noise."""
-    from .data.images import open_dataset
-    from .preprocess import preprocess, read_image
-
-    try:
-        ds = open_dataset(cfg["train"]["data"]["root"])
-        return preprocess(read_image(ds.train[0].path), spec)[0][None]
-    except Exception:
-        rng = np.random.default_rng(0)
-        img = rng.integers(96, 160, (spec.height, spec.width, 3), dtype=np.uint8)
-        return preprocess(img, spec)[0][None]
+    return targets.get(target).int8_key, files, meta

@@ -1,135 +1,16 @@
-"""`edgead train`: fit a model on normal images, compute thresholds on held-out normals, save the run."""
+"""`edgead train` as a Python call, for every task: the model's task does the work.
+
+    from edgead.train import train
+    train("data/hazelnut", "runs/hazelnut", model="hetnet", epochs=5)
+    train("ECG5000_TRAIN.txt", "runs/ecg", model="mmae", steps=2000)"""
 from __future__ import annotations
 
-import dataclasses
-import math
-import time
 from pathlib import Path
 
-import numpy as np
 
-from . import __version__
-from .atomic import atomic_folder, write_json
-from .data.images import ImageDataset, Sample, open_dataset
-from .postprocess import PostSpec
-from .predictor import Predictor
-from .preprocess import InputSpec, preprocess, read_image
-from .progress import progress_bar
-from .run import RUN_FILE, WEIGHTS
-from .thresholds import ThresholdSet
+def train(data: str | Path, out: str | Path, model: str = "hetnet", **options) -> dict:
+    """Train `model` on the normal part of `data` and write the run folder `out`; returns its
+    record. `options` are the task's own (see edgead.tasks.image.train / edgead.tasks.signal.train)."""
+    from edgead.tasks import for_model
 
-
-def split_holdout(samples: list[Sample], fraction: float, seed: int, minimum: int = 3) -> tuple[list[Sample], list[Sample]]:
-    """Seeded split of normal training images into (fit, held-out for thresholds)."""
-    n_hold = min(max(minimum, int(round(len(samples) * fraction))), len(samples) // 3)
-    order = np.random.default_rng(seed).permutation(len(samples))
-    hold = set(order[:n_hold].tolist())
-    return [s for i, s in enumerate(samples) if i not in hold], [s for i, s in enumerate(samples) if i in hold]
-
-
-def load_inputs(samples: list[Sample], spec: InputSpec, desc: str = "reading images") -> np.ndarray:
-    return np.stack([preprocess(read_image(s.path), spec)[0] for s in progress_bar(samples, desc=desc)])
-
-
-def score_samples(predictor: Predictor, samples: list[Sample]) -> tuple[np.ndarray, list[np.ndarray]]:
-    scores, maps = [], []
-    for s in progress_bar(samples, desc="scoring"):
-        region, score, _ = predictor.analyse(read_image(s.path))
-        scores.append(score)
-        maps.append(region)
-    return np.array(scores), maps
-
-
-def train(data: str | Path, out: str | Path, model: str = "hetnet", epochs: int | None = None,
-          image_size: int = 256, seed: int = 0, holdout: float = 0.15, resize: str = "letterbox",
-          val: str | Path | None = None, threads: int | None = None, overrides: dict | None = None) -> dict:
-    """Train `model` on `data/train/good` (or `data/good`) and write the run folder `out`.
-
-    `overrides` sets fields of the model's Config (e.g. {"attenuation": False} for FADeR-lite)."""
-    import torch
-    from safetensors.torch import save_file
-
-    from .models import get
-
-    mod = get(model)
-    cfg = mod.Config()
-    for key, value in (overrides or {}).items():
-        if key not in {f.name for f in dataclasses.fields(cfg)}:
-            raise ValueError(f"{model} has no setting {key!r}; it has: {', '.join(f.name for f in dataclasses.fields(cfg))}")
-        setattr(cfg, key, value)
-    if epochs is not None and not hasattr(cfg, "steps"):
-        raise ValueError(f"{model} has no training loop, so --epochs does not apply; leave it out")
-    if threads:
-        torch.set_num_threads(threads)
-    t0 = time.time()
-    ds: ImageDataset = open_dataset(data, seed=seed)
-    if len(ds.train) < 4:
-        raise ValueError(f"{data}: only {len(ds.train)} normal training images; at least 4 are needed")
-    fit_set, hold_set = split_holdout(ds.train, holdout, seed)
-    spec = InputSpec(height=image_size, width=image_size, resize=resize)
-    post = PostSpec(blur_sigma=4.0 * image_size / 256)
-    x = load_inputs(fit_set, spec)
-
-    if epochs is not None:
-        cfg.steps = max(1, epochs * math.ceil(len(fit_set) / cfg.batch_size))
-    torch.manual_seed(seed)
-    net = mod.Model(cfg, pretrained=True)
-    log = mod.fit(net, x, seed=seed)
-    net.eval()
-    del x
-
-    config = {
-        "edgead_version": __version__,
-        "task": "image",
-        "model": {"name": model, "config": dataclasses.asdict(cfg)},
-        "input": spec.to_json(),
-        "post": post.to_json(),
-        "outputs": {"anomaly_map": "anomaly_map"},
-    }
-    predictor = Predictor.from_backend(config, _torch_backend(net))
-    hold_scores, hold_maps = score_samples(predictor, hold_set)
-    image_th = ThresholdSet.from_scores(hold_scores)
-    pixel_th = ThresholdSet.from_maps(hold_maps)
-    if val is not None:
-        image_th, pixel_th = _validation_thresholds(predictor, val, hold_scores, hold_maps)
-    config["thresholds"] = {"image": image_th.to_json(), "pixel": pixel_th.to_json()}
-    config["train"] = {
-        "data": ds.summary(), "n_fit": len(fit_set), "n_holdout": len(hold_set), "seed": seed,
-        "seconds": round(time.time() - t0, 1), "log": log,
-    }
-    config["complexity"] = mod.complexity(net, spec.height, spec.width)
-    with atomic_folder(out, RUN_FILE) as tmp:
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp / WEIGHTS))
-        write_json(tmp / RUN_FILE, config)
-    return config
-
-
-def _torch_backend(net):
-    import runtimes
-
-    return runtimes.load("torch", net, output_names=["anomaly_map"])
-
-
-def _validation_thresholds(predictor: Predictor, val: str | Path, hold_scores, hold_maps):
-    """Thresholds from a labelled validation set (adds F1-adaptive when it has anomalies)."""
-    from .data.images import read_mask
-    from .preprocess import mask_to_input
-
-    vds = open_dataset(val)
-    samples = vds.test or vds.train
-    scores, maps, masks = list(hold_scores), list(hold_maps), [np.zeros(m.shape, bool) for m in hold_maps]
-    labels = [0] * len(scores)
-    for s in progress_bar(samples, desc="validation"):
-        img = read_image(s.path)
-        region, score, g = predictor.analyse(img)
-        scores.append(score)
-        labels.append(s.label)
-        if s.label == 0 or s.mask_path is not None:
-            maps.append(region)
-            masks.append(mask_to_input(read_mask(s, img.shape[:2]), g))
-    image_th = ThresholdSet.from_scores(np.array(scores), np.array(labels))
-    pixel_th = ThresholdSet.from_maps(maps, masks)
-    for th in (image_th, pixel_th):
-        if "f1_adaptive" in th.values:
-            th.select("f1_adaptive")
-    return image_th, pixel_th
+    return for_model(model).train(data, out, model=model, **options)

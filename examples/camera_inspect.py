@@ -18,9 +18,9 @@ from pathlib import Path
 
 import cv2
 
-from edgead.predictor import Predictor
-from edgead.preprocess import as_rgb
-from edgead.visualize import overlay
+from edgead.tasks.image.predictor import Predictor
+from edgead.tasks.image.preprocess import as_rgb
+from edgead.tasks.image.visualize import overlay
 
 WINDOW = "edgead"
 

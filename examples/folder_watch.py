@@ -20,10 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-from edgead.data.images import IMAGE_SUFFIXES
-from edgead.predictor import Predictor
-from edgead.preprocess import read_image
-from edgead.visualize import save_overlay
+from edgead.tasks.image.data import IMAGE_SUFFIXES
+from edgead.tasks.image.predictor import Predictor
+from edgead.tasks.image.preprocess import read_image
+from edgead.tasks.image.visualize import save_overlay
 
 TAG = ".anomaly"
 

@@ -47,7 +47,7 @@ def small_mvtec(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(small_mvtec, tmp_path_factory) -> Path:
     """A HetNet-lite run trained for a few steps at 64 px (fast; not accurate)."""
-    from edgead.train import train
+    from edgead.tasks.image.train import train
 
     out = tmp_path_factory.mktemp("runs") / "hetnet"
     train(small_mvtec, out, model="hetnet", epochs=2, image_size=64)

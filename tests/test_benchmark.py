@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from edgead import bundle as bundle_io
+from edgead.core import bundle as bundle_io
 from edgead.benchmark import Case, format_table, parse_list, plan, run_benchmark
 from edgead.cli import main
 
@@ -47,7 +47,7 @@ def test_parse_list_rejects_bad_thread_counts():
 
 
 def test_cli_benchmark_measures_every_runtime(tiny_bundle, small_mvtec, tmp_path, capsys):
-    from edgead.evaluate import evaluate
+    from edgead.tasks.image.evaluate import evaluate
 
     out = tmp_path / "report.json"
     code = main(["benchmark", str(tiny_bundle), "--threads", "1", "--n", "6", "--warmup", "1",

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edgead import bundle as B
-from edgead.bundle import BundleError, add_artefacts, artefact_path, load_manifest, write_bundle
+from edgead.core import bundle as B
+from edgead.core.bundle import BundleError, add_artefacts, artefact_path, load_manifest, write_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -269,7 +269,7 @@ def test_manifest_cannot_point_outside(tmp_path, src):
 
 
 def test_bundle_module_is_light():
-    code = ("import sys, json, edgead.bundle\n"
+    code = ("import sys, json, edgead.core.bundle\n"
             "print(json.dumps([m for m in ('torch', 'onnxruntime', 'openvino') "
             "if m in sys.modules]))\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -277,5 +277,5 @@ def test_bundle_module_is_light():
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout.strip().splitlines()[-1]) == []
-    text = (ROOT / "edgead" / "bundle.py").read_text()
+    text = (ROOT / "edgead" / "core" / "bundle.py").read_text()
     assert "import torch" not in text and "import pickle" not in text

@@ -5,9 +5,9 @@ import shutil
 import pytest
 
 from edgead import export as export_mod
-from edgead.bundle import BundleError
+from edgead.core.bundle import BundleError
 from edgead.cli import main
-from edgead.predictor import Predictor
+from edgead.tasks.image.predictor import Predictor
 
 
 def test_tampered_artefact_is_refused(tiny_bundle, tmp_path):

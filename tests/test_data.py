@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgead.data.images import DataError, open_dataset, read_mask
+from edgead.tasks.image.data import DataError, open_dataset, read_mask
 
 
 def _img(path, shape=(20, 30), gray=False):

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 import runtimes
-from edgead.data.images import open_dataset
-from edgead.evaluate import evaluate
-from edgead.predictor import Predictor
-from edgead.preprocess import read_image
+from edgead.tasks.image.data import open_dataset
+from edgead.tasks.image.evaluate import evaluate
+from edgead.tasks.image.predictor import Predictor
+from edgead.tasks.image.preprocess import read_image
 
 RUNTIMES = [r for r in ("onnxruntime", "openvino", "tflite") if runtimes.available(r)]
 

@@ -8,11 +8,11 @@ import torch
 
 import runtimes
 from edgead.cli import main
-from edgead.data.images import open_dataset
+from edgead.tasks.image.data import open_dataset
 from edgead.export import export
 from edgead.models import MODELS, fader, patchcore, pbas
-from edgead.predictor import Predictor
-from edgead.preprocess import read_image
+from edgead.tasks.image.predictor import Predictor
+from edgead.tasks.image.preprocess import read_image
 
 IMAGE_MODELS = ["patchcore", "pbas", "fader"]
 EPOCHS = {"patchcore": None, "pbas": 60, "fader": 20}  # enough for maps that survive INT8 at 64 px
@@ -24,7 +24,7 @@ TARGET = {"onnxruntime": "onnx", "openvino": "openvino", "tflite": "tflite"}
 def model_bundle(request, small_mvtec, tmp_path_factory):
     """(model, run, bundle): trained briefly at 64 px, exported to every runtime here in FP32,
     plus a gated INT8 ONNX artefact."""
-    from edgead.train import train
+    from edgead.tasks.image.train import train
 
     name = request.param
     run = tmp_path_factory.mktemp("runs") / name

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 import runtimes
-from edgead.bundle import artefact_bytes
+from edgead.core.bundle import artefact_bytes
 from edgead.cli import main
-from edgead.evaluate import evaluate
+from edgead.tasks.image.evaluate import evaluate
 from edgead.export import ExportError, export
-from edgead.predictor import Predictor
+from edgead.tasks.image.predictor import Predictor
 from quant.gate import Candidate, GateFailed, run_gate
 
 TARGETS = [t for t, rt in (("onnx", "onnxruntime"), ("openvino", "openvino"), ("tflite", "tflite"))
@@ -24,7 +24,7 @@ RUNTIME = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "tflite"}
 def small_run(small_mvtec, tmp_path_factory):
     """HetNet-lite at 128 px, 90 steps: trained enough for its maps to survive INT8 (the 64 px,
     6-step `tiny_run` is mostly noise, and INT8 adds its own)."""
-    from edgead.train import train
+    from edgead.tasks.image.train import train
 
     out = tmp_path_factory.mktemp("runs") / "hetnet128"
     train(small_mvtec, out, model="hetnet", epochs=30, image_size=128)

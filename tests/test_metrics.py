@@ -3,7 +3,7 @@ import pytest
 from scipy import ndimage
 from sklearn.metrics import precision_recall_curve, roc_auc_score
 
-from edgead.metrics import aupro, auroc, f1_max, image_auroc, pixel_auroc, pixel_f1_max, summarize
+from edgead.core.metrics import aupro, auroc, f1_max, image_auroc, pixel_auroc, pixel_f1_max, summarize
 
 
 # --------------------------------------------------------------------------- reference
@@ -202,7 +202,7 @@ def test_summarize():
 
 def test_chunked_paths_agree(monkeypatch):
     """Large inputs are processed in chunks (of whole tie groups); results must not change."""
-    import edgead.metrics as metrics
+    import edgead.core.metrics as metrics
 
     rng = np.random.default_rng(7)
     masks, maps = synthetic(rng, n=6, quantize=40)

@@ -2,8 +2,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edgead.postprocess import PostSpec, pool_score, process, to_original
-from edgead.preprocess import ImageReadError, InputSpec, as_rgb, geometry_for, mask_to_input, preprocess, read_image
+from edgead.tasks.image.postprocess import PostSpec, pool_score, process, to_original
+from edgead.tasks.image.preprocess import ImageReadError, InputSpec, as_rgb, geometry_for, mask_to_input, preprocess, read_image
 
 
 def test_gray_rgba_bgr_and_float_inputs_agree():

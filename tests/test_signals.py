@@ -11,7 +11,7 @@ import pytest
 
 import runtimes
 from conftest import run_example, shared_data
-from edgead.signal_predictor import SignalPredictor
+from edgead.tasks.signal.predictor import SignalPredictor
 
 pytestmark = pytest.mark.slow  # trains and exports (tiny) models
 PAIRS = [(t, r) for t, r in (("onnx", "onnxruntime"), ("openvino", "openvino"), ("tflite", "tflite")) if runtimes.available(r)]
@@ -61,7 +61,7 @@ def record(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def signal_run(record, tmp_path_factory):
-    from edgead.signal_train import train_signal
+    from edgead.tasks.signal.train import train_signal
 
     out = tmp_path_factory.mktemp("runs") / "mmae"
     train_signal(record, out, window=128, hop=32, rate=MODEL_RATE, steps=60, model_config=TINY)
@@ -84,7 +84,7 @@ def torch_predictor(signal_run):
 
 @pytest.fixture(scope="session")
 def samples(record):
-    from edgead.data.signals import load_signal
+    from edgead.tasks.signal.data import load_signal
 
     return load_signal(record).values  # (T, 1) at 200 Hz
 
@@ -114,7 +114,7 @@ def test_default_model_is_under_half_a_million_parameters():
 
 
 def test_eval_finds_the_abnormal_beats(signal_run, record):
-    from edgead.signal_eval import evaluate_signal
+    from edgead.tasks.signal.evaluate import evaluate_signal
 
     res = evaluate_signal(signal_run, record)
     assert res["evaluated_on"] == "test part of the training data"
@@ -224,8 +224,8 @@ def test_predict_cli_and_streaming_without_torch(signal_bundle, record):
     code = BLOCK + textwrap.dedent(f"""
         import numpy as np
         from edgead.cli import main
-        from edgead.signal_predictor import SignalPredictor
-        from edgead.data.signals import load_signal
+        from edgead.tasks.signal.predictor import SignalPredictor
+        from edgead.tasks.signal.data import load_signal
         p = SignalPredictor({str(signal_bundle)!r}, runtime="onnxruntime")
         x = load_signal({str(record)!r}).values
         s = p.stream(rate={SRC_RATE})
@@ -275,13 +275,14 @@ def test_set_on_a_signal_model_is_a_usage_error(tmp_path, capsys):
 
     assert main(["train", "--model", "mmae", "--data", str(tmp_path / "any.csv"), "--out", str(tmp_path / "run"),
                  "--set", "depth=2"]) == 2
-    assert "--set is for image models" in capsys.readouterr().err and not (tmp_path / "run").exists()
+    assert "--set is for image models, but model mmae is a signal one" in capsys.readouterr().err and not (tmp_path / "run").exists()
 
 
 def test_signal_modules_import_without_torch():
     code = BLOCK + textwrap.dedent("""
-        import edgead.signal_predictor, edgead.signal_preprocess, edgead.data.signals, edgead.signal_cli
-        import edgead.signal_eval, edgead.signal_export
+        import edgead.signal_predictor, edgead.tasks.signal.preprocess, edgead.tasks.signal.data
+        import edgead.tasks.signal.cli, edgead.tasks.signal.evaluate, edgead.tasks.signal.samples, edgead.tasks.signal.task
+        from edgead.signal_predictor import SignalPredictor
         assert "torch" not in sys.modules
     """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -291,8 +292,8 @@ def test_signal_modules_import_without_torch():
 # ------------------------------------------------------------------------------ real data
 
 def test_ecg5000_short_training_separates_abnormal_beats(tmp_path):
-    from edgead.signal_eval import evaluate_signal
-    from edgead.signal_train import train_signal
+    from edgead.tasks.signal.evaluate import evaluate_signal
+    from edgead.tasks.signal.train import train_signal
 
     data = shared_data("signals/ecg5000_train") / "ECG5000_TRAIN.txt"
     cfg = train_signal(data, tmp_path / "run", steps=80, model_config=TINY)
@@ -304,7 +305,7 @@ def test_ecg5000_short_training_separates_abnormal_beats(tmp_path):
 
 def test_int8_export_of_a_signal_bundle_is_gated_and_chosen(signal_run, record, tmp_path):
     from edgead.export import ExportError, export
-    from edgead.signal_eval import evaluate_signal
+    from edgead.tasks.signal.evaluate import evaluate_signal
 
     m = export(signal_run, tmp_path / "b", ["onnx"], int8=True, max_drop=0.5, max_shift=0.5)
     art = m["artefacts"]["onnx_int8"]

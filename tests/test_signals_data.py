@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from conftest import shared_data
-from edgead.data.images import DataError
-from edgead.data.signals import (Series, SampleSet, at_rate, detect_kind, load_signal, split_samples,
+from edgead.tasks.image.data import DataError
+from edgead.tasks.signal.data import (Series, SampleSet, at_rate, detect_kind, load_signal, split_samples,
                                  split_series)
-from edgead.signal_preprocess import (Resampler, SignalSpec, as_windows, cut_windows, normalize, overlap_mean,
+from edgead.tasks.signal.preprocess import (Resampler, SignalSpec, as_windows, cut_windows, normalize, overlap_mean,
                                       resample, window_starts)
 
 

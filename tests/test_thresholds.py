@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from edgead.metrics import f1_max, pixel_f1_max
-from edgead.thresholds import (
+from edgead.core.metrics import f1_max, pixel_f1_max
+from edgead.core.thresholds import (
     Normalizer, ThresholdSet, f1_adaptive, manual, normal_quantile, pixel_f1_adaptive,
     pixel_normal_quantile, span_from_normal,
 )

@@ -29,7 +29,7 @@ def test_torch_is_really_blocked():
 def test_predictor_without_torch(tiny_bundle, small_mvtec, runtime):
     img = sorted((small_mvtec / "test/colour").glob("*.jpg"))[0]
     r = run_blocked(f"""
-        from edgead.predictor import Predictor
+        from edgead.predictor import Predictor  # the documented import path
         res = Predictor({str(tiny_bundle)!r}, runtime={runtime!r}).predict({str(img)!r})
         assert "torch" not in sys.modules
         print(res.raw_score, res.anomaly_map.shape)

@@ -1,22 +1,65 @@
-"""Model registry (torch only). Each model module provides `Config`, `Model`, `fit` and `complexity`.
-
-`Model.forward(image (N, 3, H, W)) -> anomaly_map (N, 1, h, w)`, raw and low resolution;
-`edgead.postprocess` does the rest, the same for every model."""
+"""Model registry: name -> module, task, and when to pick it. The table is torch-free; each
+model module (torch) provides `Config`, `Model`, `fit` and `complexity`, and its `Model`'s
+forward returns the task's named outputs (`Model.outputs`), raw: the task's post-processing
+does the rest, the same for every model of that task."""
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import NamedTuple
 
-MODELS: dict[str, tuple[str, str]] = {
-    "hetnet": ("edgead.models.hetnet", "the default: distilled students; balanced accuracy, speed and INT8"),
-    "patchcore": ("edgead.models.patchcore", "best whole-image detection on textures; no training loop; slowest (bank search)"),
-    "pbas": ("edgead.models.pbas", "smallest head, fastest on ONNX Runtime; for a tight budget; INT8 least robust"),
-    "fader": ("edgead.models.fader", "sharpest anomaly maps (localisation first); weaker whole-image ranking on textures"),
-    "mmae": ("edgead.models.mmae", "signals (ECG, sensor series): multi-scale masked autoencoder, < 0.5 M parameters"),
+from ..core.errors import UsageError
+
+class ModelEntry(NamedTuple):
+    module: str
+    task: str  # the edgead.tasks package that trains, exports and serves it
+    why: str  # one line: when to pick it
+
+
+MODELS: dict[str, ModelEntry] = {
+    "hetnet": ModelEntry("edgead.models.hetnet", "image", "the default: distilled students; balanced accuracy, speed and INT8"),
+    "patchcore": ModelEntry("edgead.models.patchcore", "image", "best whole-image detection on textures; no training loop; slowest (bank search)"),
+    "pbas": ModelEntry("edgead.models.pbas", "image", "smallest head, fastest on ONNX Runtime; for a tight budget; INT8 least robust"),
+    "fader": ModelEntry("edgead.models.fader", "image", "sharpest anomaly maps (localisation first); weaker whole-image ranking on textures"),
+    "mmae": ModelEntry("edgead.models.mmae", "signal", "signals (ECG, sensor series): multi-scale masked autoencoder, < 0.5 M parameters"),
 }
 
 
-def get(name: str) -> ModuleType:
+def check(name: str) -> ModelEntry:
+    """The registry entry of `name` (torch-free)."""
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
-    return importlib.import_module(MODELS[name][0])
+        raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+def get(name: str) -> ModuleType:
+    return importlib.import_module(check(name).module)
+
+
+def task_of(name: str) -> str:
+    """The task ("image", "signal") a model belongs to (torch-free)."""
+    return check(name).task
+
+
+def build(cfg: dict, pretrained: bool = False):
+    """Instantiate a run's torch model (without weights unless `pretrained`)."""
+    import dataclasses
+
+    mod = get(cfg["model"]["name"])
+    fields = {f.name for f in dataclasses.fields(mod.Config)}
+    params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg["model"]["config"].items() if k in fields}
+    return mod.Model(mod.Config(**params), pretrained=pretrained)
+
+
+def load_run(run_dir):
+    """The trained torch model of a run folder, in eval mode, and its record."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from ..core.run import WEIGHTS, read_run_config
+
+    cfg = read_run_config(run_dir)
+    model = build(cfg)
+    model.load_state_dict(load_file(str(Path(run_dir) / WEIGHTS)), strict=True)
+    return model.eval(), cfg

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..progress import progress_bar
+from ..core.progress import progress_bar
 from .efficientnet_lite import TAP_CHANNELS, efficientnet_lite0
 
 

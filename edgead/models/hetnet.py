@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..progress import progress_bar, show_running_mean
+from ..core.progress import progress_bar, show_running_mean
 from .common import Standardize, conv_bn, count_flops, n_params, optimizer_step, patch_mask, sep_conv
 from .efficientnet_lite import TAP_CHANNELS, efficientnet_lite0
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..progress import progress_bar, show_running_mean
+from ..core.progress import progress_bar, show_running_mean
 from .common import count_flops, n_params, optimizer_step
 
 TASK = "signal"

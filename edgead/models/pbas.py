@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..progress import progress_bar, show_running_mean
+from ..core.progress import progress_bar, show_running_mean
 from .common import (PATCH_CHANNELS, PATCH_STRIDES, PatchFeatures, backbone_complexity, count_flops, fitted_features, n_params,
                      optimizer_step)
 

@@ -8,8 +8,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgead.core.errors import DataError
 
-class ImageReadError(ValueError):
+
+class ImageReadError(DataError):
     """An image file could not be read or decoded."""
 
 

@@ -1,8 +1,7 @@
 """Calibration inputs for INT8: real images through the predictor's own preprocessing.
 
-By default the images come from the run's training folder (`train/good` or `good/`), leaving
-out the normal images held out for thresholds, so that they stay unseen for the accuracy
-gate. `--calib DIR` takes a data set folder (its training split) or any folder of images."""
+By default the images are the ones the run was fitted on, as it recorded them (the normal
+images held out for thresholds stay unseen for the accuracy gate). `--calib DIR` takes a data set folder (its training split) or any folder of images."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgead.data.images import IMAGE_SUFFIXES, DataError, open_dataset
-from edgead.preprocess import InputSpec, preprocess, read_image
+from edgead.core.errors import DataError
+from edgead.tasks.image.data import IMAGE_SUFFIXES, open_dataset
+from edgead.tasks.image.preprocess import InputSpec, preprocess, read_image
+from edgead.tasks.image.split import data_root, recorded_split
 
 DEFAULT_SIZE = 200
 
@@ -31,25 +32,14 @@ def images_in(folder: Path) -> list[Path]:
 
 
 def run_fit_images(run_cfg: dict) -> list[Path]:
-    """The normal images a run was fitted on (its training split minus the threshold hold-out)."""
-    from edgead.train import split_holdout
-
-    info = run_cfg.get("train", {})
-    root = info.get("data", {}).get("root")
-    if not root or not Path(root).is_dir():
-        raise DataError(f"the run's training data folder {root!r} is not there any more; pass calibration "
-                        "images with --calib DIR (a data set or any folder of normal images)")
-    samples = open_dataset(root, seed=info.get("seed", 0)).train
-    n_hold = int(info.get("n_holdout", 0))
-    if 0 < n_hold < len(samples):
-        samples = split_holdout(samples, n_hold / len(samples), info.get("seed", 0))[0]
-    return [s.path for s in samples]
+    """The normal images a run was fitted on, as the run recorded them (never the threshold hold-out)."""
+    return [s.path for s in recorded_split(run_cfg, "INT8 calibration (--calib DIR)").fit]
 
 
 def calibration_paths(run_cfg: dict, calib: str | Path | None = None) -> tuple[list[Path], str]:
     """Image paths for calibration and a description of their source."""
     if calib is None:
-        return run_fit_images(run_cfg), f"{run_cfg['train']['data']['root']} (training images of the run)"
+        return run_fit_images(run_cfg), f"{data_root(run_cfg)} (training images of the run)"
     folder = Path(calib)
     if not folder.is_dir():
         raise DataError(f"calibration folder {folder} does not exist; pass a folder of normal images with --calib")

@@ -7,12 +7,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgead.core.errors import DataError
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 GOOD = "good"
-
-
-class DataError(ValueError):
-    """The data folder does not have the expected layout or content."""
 
 
 @dataclass(frozen=True)

@@ -24,18 +24,14 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
-from . import __version__
-from .atomic import fsync_dir as _fsync_dir, swap_into_place as _swap_into_place, write_json as _write_json
+from edgead import __version__
+from edgead.core.atomic import fsync_dir as _fsync_dir, swap_into_place as _swap_into_place, write_json as _write_json
+from edgead.core.errors import BundleError
+from edgead.core.records import MANIFEST_REQUIRED, SCHEMA_VERSION
 
-SCHEMA_VERSION = 1
 MANIFEST = "edgead.json"
-REQUIRED_KEYS = ("schema_version", "task", "model", "input", "outputs", "artefacts",
-                 "edgead_version")
+REQUIRED_KEYS = MANIFEST_REQUIRED
 _CHUNK = 1 << 20
-
-
-class BundleError(ValueError):
-    """A bundle is missing, malformed, corrupted or cannot be written."""
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -93,17 +89,24 @@ def add_artefacts(bundle_dir: str | os.PathLike, target: str,
     """Add (or replace) one target's artefact files in a bundle, keeping the other targets.
 
     `artefact_meta` is the target's manifest entry (``file``, ``extra_files``, ``precision``
-    ...); ``file`` may be left out when `files` has one entry. If the bundle does not exist
-    yet, `manifest` is the base manifest to create it with; if it exists, the top-level keys
-    of `manifest` (if given) update it. The whole bundle is rewritten atomically.
-    """
-    bundle = Path(bundle_dir)
+    ...); ``file`` may be left out when `files` has one entry. See `update_bundle`."""
     meta = dict(artefact_meta or {})
     if "file" not in meta:
         if len(files) != 1:
             raise BundleError(f"add_artefacts({target!r}): several files {sorted(files)} given; "
                               "say which one is the artefact with artefact_meta['file']")
         meta["file"] = next(iter(files))
+    return update_bundle(bundle_dir, manifest, {target: (files, meta)})
+
+
+def update_bundle(bundle_dir: str | os.PathLike, manifest: Mapping | None,
+                  artefacts: Mapping[str, tuple[Mapping[str, str | os.PathLike], Mapping]]) -> Path:
+    """Add (or replace) several targets' artefacts in one atomic rewrite of the bundle.
+
+    `artefacts` maps a target key to (its files {name in bundle: source}, its manifest entry).
+    If the bundle does not exist yet, `manifest` is the base manifest to create it with; if it
+    exists, the top-level keys of `manifest` (if given) update it. Other targets are kept."""
+    bundle = Path(bundle_dir)
     if (bundle / MANIFEST).is_file():
         base = load_manifest(bundle, verify=True)
         existing = {n: bundle / n for n in base.get("files", {})}
@@ -115,21 +118,29 @@ def add_artefacts(bundle_dir: str | os.PathLike, target: str,
     for key, value in (manifest or {}).items():
         if key not in ("artefacts", "files", "schema_version"):
             base[key] = copy.deepcopy(value)
-
-    artefacts = base.setdefault("artefacts", {})
-    old_target = artefacts.pop(target, None)
-    owned = {n: t for t, a in artefacts.items() for n in _artefact_files(a)}
-    clash = sorted(n for n in files if n in owned)
-    if clash:
-        raise BundleError(f"cannot add target {target!r} to {str(bundle)!r}: file(s) {clash} "
-                          f"already belong to target(s) {sorted({owned[n] for n in clash})}; "
-                          "use other file names")
-    stale = set(_artefact_files(old_target)) - set(owned) if old_target else set()
-    union = {n: p for n, p in existing.items() if n not in stale}
-    union.update(files)
-    artefacts[target] = meta
+    arts = base.setdefault("artefacts", {})
+    union = dict(existing)
+    for target, (files, meta) in artefacts.items():
+        old_target = arts.pop(target, None)
+        owned = {n: t for t, a in arts.items() for n in artefact_files(a)}
+        clash = sorted(n for n in files if n in owned)
+        if clash:
+            raise BundleError(f"cannot add target {target!r} to {str(bundle)!r}: file(s) {clash} "
+                              f"already belong to target(s) {sorted({owned[n] for n in clash})}; "
+                              "use other file names")
+        for n in set(artefact_files(old_target)) - set(owned) if old_target else ():
+            union.pop(n, None)
+        union.update(files)
+        arts[target] = dict(meta)
     base.pop("files", None)
     return write_bundle(bundle, base, union)
+
+
+def check_writable(out: str | os.PathLike) -> Path:
+    """Refuse at once (before any long work) an output that is not a folder or not a bundle."""
+    out = Path(out).absolute()
+    _check_target(out)
+    return out
 
 
 def _prepare_manifest(manifest: Mapping, files: Mapping) -> dict:
@@ -150,7 +161,7 @@ def _prepare_manifest(manifest: Mapping, files: Mapping) -> dict:
     for target, art in arts.items():
         if not isinstance(art, dict) or "file" not in art:
             raise BundleError(f"manifest artefact {target!r} needs a 'file' entry")
-        for name in _artefact_files(art):
+        for name in artefact_files(art):
             if name not in files:
                 raise BundleError(f"manifest artefact {target!r} refers to {name!r}, "
                                   f"which is not among the files given: {sorted(files)}")
@@ -235,7 +246,7 @@ def _check_entries(m: dict, path: Path) -> None:
     for target, art in arts.items():
         if not isinstance(art, dict) or not isinstance(art.get("file"), str):
             raise BundleError(f"{str(path)!r}: artefact {target!r} needs a 'file' entry")
-        for name in _artefact_files(art):
+        for name in artefact_files(art):
             _safe_name(name, str(path))
             if name not in files and name == art["file"] and "sha256" in art:
                 files[name] = {"sha256": art["sha256"], "bytes": art.get("bytes")}
@@ -247,7 +258,7 @@ def _check_entries(m: dict, path: Path) -> None:
 def verify_files(bundle_dir: str | os.PathLike, manifest: dict) -> None:
     """Check that every file listed in the manifest exists with its recorded size and sha256."""
     bundle = Path(bundle_dir)
-    owners = {n: t for t, a in manifest.get("artefacts", {}).items() for n in _artefact_files(a)}
+    owners = {n: t for t, a in manifest.get("artefacts", {}).items() for n in artefact_files(a)}
     for name, entry in manifest.get("files", {}).items():
         p = bundle / name
         what = f"file {name!r}" + (f" (target {owners[name]!r})" if name in owners else "")
@@ -274,7 +285,8 @@ def artefact_path(bundle_dir: str | os.PathLike, manifest: Mapping, target: str)
     return Path(bundle_dir) / _safe_name(arts[target]["file"], str(bundle_dir))
 
 
-def _artefact_files(art: Mapping) -> list[str]:
+def artefact_files(art: Mapping) -> list[str]:
+    """The files of one artefact entry: its `file` and `extra_files`."""
     return [art["file"], *art.get("extra_files", [])]
 
 
@@ -282,7 +294,7 @@ def artefact_bytes(manifest: Mapping, target: str) -> int:
     """Bytes a device needs for `target`: its file plus extra files (e.g. OpenVINO's .bin)."""
     art = manifest["artefacts"][target]
     files = manifest.get("files", {})
-    return sum(int(files.get(f, {}).get("bytes") or art.get("bytes") or 0) for f in _artefact_files(art))
+    return sum(int(files.get(f, {}).get("bytes") or art.get("bytes") or 0) for f in artefact_files(art))
 
 
 def _safe_name(name: str, where: str) -> str:

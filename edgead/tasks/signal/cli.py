@@ -1,5 +1,5 @@
-"""The signal side of the `edgead` command line (train / eval / predict), dispatched from
-`edgead.cli` when the model, run or bundle is a signal one. Torch-free except training."""
+"""The signal side of the `edgead` command line: its own flags, and train / eval / predict.
+Torch-free except training."""
 from __future__ import annotations
 
 import argparse
@@ -9,32 +9,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import MANIFEST
-from .run import RUN_FILE
+from edgead.core.errors import DataError
+
+DATA_KIND_HELP = "signal data: ucr, wfdb, nab, csv or npy (default: from the file)"
 
 
-def task_of(path: str | Path) -> str:
-    """'signal' or 'image' for a run folder or a bundle (anything else: 'image', which then reports the error)."""
-    p = Path(path)
-    for name in (RUN_FILE, MANIFEST):
-        f = p / name
-        if f.is_file():
-            try:
-                return json.loads(f.read_text(encoding="utf-8")).get("task", "image")
-            except (OSError, ValueError):
-                return "image"
-    return "image"
+def add_arguments(command: str, g: argparse._ArgumentGroup) -> None:
+    if command in ("eval", "predict"):
+        g.add_argument("--data-kind", default=None, help=DATA_KIND_HELP)
+    if command == "train":
+        _add_train_arguments(g)
 
 
-def is_signal_model(name: str) -> bool:
-    from .models import get
-
-    return getattr(get(name), "TASK", "image") == "signal"
-
-
-def add_train_options(t: argparse.ArgumentParser) -> None:
-    g = t.add_argument_group("signal models (mmae)")
-    g.add_argument("--data-kind", default=None, help="ucr, wfdb, nab, csv or npy (default: from the file)")
+def _add_train_arguments(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--data-kind", default=None, help=DATA_KIND_HELP)
     g.add_argument("--window", type=int, default=None, help="window length in samples at the model rate (default: the "
                    "sample length for UCR data, else 256)")
     g.add_argument("--hop", type=int, default=None, help="samples between window starts (default: window / 4)")
@@ -45,18 +33,16 @@ def add_train_options(t: argparse.ArgumentParser) -> None:
                    "(default for NAB, CSV, numpy series), or none")
     g.add_argument("--train-fraction", type=float, default=None, help="share of the normal samples (UCR, default 0.6) "
                    "or of the recording (default 0.5) used for training; the rest is the test part")
-    g.add_argument("--normal-class", default="1", help="UCR class that is normal (default 1)")
+    g.add_argument("--normal-class", default=None, help="UCR class that is normal (default 1)")
     g.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the model's own)")
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from .signal_train import train_signal
+    from edgead.tasks.signal.train import train_signal
 
-    if getattr(a, "set", None):
-        raise ValueError(f"--set is for image models; {a.model} takes its settings as options (see --help)")
     cfg = train_signal(a.data, a.out, model=a.model, data_kind=a.data_kind, window=a.window, hop=a.hop, rate=a.rate,
                        channels=a.channels.split(",") if a.channels else None, norm=a.norm,
-                       train_fraction=a.train_fraction, normal_class=a.normal_class, steps=a.steps,
+                       train_fraction=a.train_fraction, normal_class=a.normal_class or "1", steps=a.steps,
                        epochs=a.epochs, seed=a.seed, holdout=a.holdout, threads=a.threads)
     th = cfg["thresholds"]["window"]
     c = cfg["complexity"]
@@ -68,10 +54,13 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
-    from .signal_eval import evaluate_signal
+    from edgead.tasks.signal.evaluate import evaluate_signal
+    from edgead.tasks.signal.predictor import SignalPredictor
 
-    res = evaluate_signal(a.source, a.data, data_kind=getattr(a, "data_kind", None), runtime=a.runtime,
-                          precision=a.precision, threads=a.threads)
+    pred = SignalPredictor(a.source, runtime=a.runtime, threads=a.threads, precision=a.precision)
+    if a.threshold is not None:
+        pred.set_threshold(a.threshold)
+    res = evaluate_signal(a.source, a.data, data_kind=a.data_kind, predictor=pred)
     if a.json:
         print(json.dumps(res))
     else:
@@ -82,15 +71,16 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
 def cmd_predict(a: argparse.Namespace) -> int:
     """Score signal files (UCR samples, WFDB records, CSV, numpy): one JSON line per sample or window."""
-    from .data.images import DataError
-    from .data.signals import SampleSet, load_with_channels
-    from .signal_predictor import SignalPredictor
+    from edgead.tasks.signal.data import SampleSet, load_with_channels
+    from edgead.tasks.signal.predictor import SignalPredictor
 
     pred = SignalPredictor(a.bundle, runtime=a.runtime, threads=a.threads, precision=a.precision)
+    if a.threshold is not None:
+        pred.set_threshold(a.threshold)
     failed = 0
     for path in a.paths:
         try:
-            d, _ = load_with_channels(path, getattr(a, "data_kind", None), list(pred.spec.channel_names))
+            d, _ = load_with_channels(path, a.data_kind, list(pred.spec.channel_names))
             if isinstance(d, SampleSet):
                 s = pred.score_windows(d.values)
                 rows = [{"path": path, "index": i, "raw_score": float(r), "score": round(float(n), 6),

@@ -59,15 +59,22 @@ def _usual_file_modes(folder: Path) -> None:
             os.chmod(f, 0o666 & ~umask)
 
 
+def check_replaceable(out: str | os.PathLike, marker: str) -> Path:
+    """`out` as an absolute path, if it is free or an edgead folder holding `marker`; call it
+    before long work so that a refused output is refused at once."""
+    out = Path(out).absolute()
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / marker).is_file())):
+        raise FileExistsError(f"refusing to replace {out}: it exists and is not an edgead folder "
+                              f"(no {marker}); choose another output folder")
+    return out
+
+
 @contextmanager
 def atomic_folder(out: str | os.PathLike, marker: str) -> Iterator[Path]:
     """Yield a temporary folder; on success it replaces `out`, on error it is removed.
 
     An existing `out` is replaced only if it holds `marker` (i.e. it is ours) or is empty."""
-    out = Path(out).absolute()
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / marker).is_file())):
-        raise FileExistsError(f"refusing to replace {out}: it exists and is not an edgead folder "
-                              f"(no {marker}); choose another output folder")
+    out = check_replaceable(out, marker)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:

@@ -13,16 +13,19 @@ towards the threshold, both silently, with AUROC intact.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edgead import metrics
-from edgead.data.images import DataError, Sample, open_dataset, read_mask
-from edgead.preprocess import mask_to_input, read_image
+from edgead.core import metrics
+from edgead.core.errors import DataError
+from edgead.tasks.image.data import Sample, open_dataset, read_mask
+from edgead.tasks.image.preprocess import mask_to_input, read_image
+from edgead.tasks.image.split import recorded_split
+from quant.int8 import Scores
 
-from .calibration import images_in
+from edgead.tasks.image.calibration import images_in
 
 LABELLED, NORMAL = "labelled", "normal"
 
@@ -38,37 +41,17 @@ class ValidationSet:
                 "n_anomalous": sum(s.label for s in self.samples)}
 
 
-@dataclass
-class Scores:
-    """What one model produced on a validation set."""
-
-    raw: np.ndarray  # raw image scores
-    normalised: np.ndarray  # image scores normalised with the run's thresholds
-    anomalous: np.ndarray  # bool decisions at the active image threshold
-    labels: np.ndarray  # 0 normal, 1 anomalous
-    metrics: dict = field(default_factory=dict)  # image/pixel AUROC ... (labelled sets)
-
-
 def validation_set(run_cfg: dict, val: str | Path | None = None) -> ValidationSet:
-    """`val` if given; else the run's test split when it has anomalies; else the normal
+    """`val` if given; else the run's recorded test split when it has anomalies; else the normal
     images held out from training (they were used for thresholds, never for fitting)."""
     if val is not None:
         return _from_folder(Path(val))
-    info = run_cfg.get("train", {})
-    root = info.get("data", {}).get("root")
-    if not root or not Path(root).is_dir():
-        raise DataError(f"the run's data folder {root!r} is not there any more; pass validation images "
-                        "with --val DIR (a data set with anomalies, or normal images)")
-    ds = open_dataset(root, seed=info.get("seed", 0))
-    if any(s.label for s in ds.test):
-        return ValidationSet(LABELLED, f"{root} (test split)", ds.test)
-    from edgead.train import split_holdout
-
-    n_hold = int(info.get("n_holdout", 0))
-    if not 0 < n_hold < len(ds.train):
-        raise DataError(f"{root}: no anomalies and no held-out normal images to validate INT8 on; pass --val DIR")
-    hold = split_holdout(ds.train, n_hold / len(ds.train), info.get("seed", 0))[1]
-    return ValidationSet(NORMAL, f"{root} ({len(hold)} normal images held out from training)", hold)
+    sp = recorded_split(run_cfg, "INT8 validation (--val DIR)")
+    if any(s.label for s in sp.test):
+        return ValidationSet(LABELLED, f"{sp.root} (test split)", sp.test)
+    if not sp.holdout:
+        raise DataError(f"{sp.root}: no anomalies and no held-out normal images to validate INT8 on; pass --val DIR")
+    return ValidationSet(NORMAL, f"{sp.root} ({len(sp.holdout)} normal images held out from training)", sp.holdout)
 
 
 def _from_folder(folder: Path) -> ValidationSet:

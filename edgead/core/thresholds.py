@@ -21,7 +21,7 @@ from typing import Literal, Sequence, Union
 
 import numpy as np
 
-from .metrics import MapsLike, _as_2d_list, f1_max, pixel_f1_max
+from edgead.core.metrics import MapsLike, _as_2d_list, f1_max, pixel_f1_max
 
 ArrayLike = Union[np.ndarray, Sequence[float]]
 

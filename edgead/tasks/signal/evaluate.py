@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import metrics
-from .data.signals import SampleSet, Series, at_rate, load_signal, split_samples
-from .signal_predictor import SignalPredictor
-from .signal_preprocess import resample
+from edgead.core import metrics
+from edgead.core.records import train_of
+from edgead.tasks.signal.data import SampleSet, Series, at_rate, load_signal, split_samples
+from edgead.tasks.signal.predictor import SignalPredictor
+from edgead.tasks.signal.preprocess import resample
 
 
 def evaluate_signal(source: str | Path, data: str | Path, data_kind: str | None = None, runtime: str = "auto",
@@ -30,7 +31,7 @@ def evaluate_signal(source: str | Path, data: str | Path, data_kind: str | None 
 def evaluate_windows(predictor: SignalPredictor, data: str | Path,
                      data_kind: str | None = None) -> tuple[dict, np.ndarray | None, np.ndarray]:
     """(metrics, window labels or None, raw window scores) of `predictor` on `data`."""
-    train = predictor.config.get("train") or predictor.config.get("provenance", {}).get("train", {})
+    train = train_of(predictor.config)
     split = train.get("split", {})
     names = list(predictor.spec.channel_names) if split.get("kind") == "series" else None
     d = load_signal(data, data_kind, split.get("normal_class", "1"), names or None)

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .atomic import atomic_folder, write_json
-from .data.signals import SampleSet, Series, load_signal, split_samples, split_series
-from .run import RUN_FILE, WEIGHTS
-from .signal_predictor import SignalPredictor
-from .signal_preprocess import SignalSpec, cut_windows, normalize, resample, window_starts
-from .thresholds import ThresholdSet
+from edgead import __version__
+from edgead.core.atomic import atomic_folder, check_replaceable, write_json
+from edgead.core.errors import UsageError
+from edgead.tasks.signal.data import SampleSet, Series, load_signal, split_samples, split_series
+from edgead.core.run import RUN_FILE, WEIGHTS, weights_sha256
+from edgead.tasks.signal.predictor import SignalPredictor
+from edgead.tasks.signal.preprocess import SignalSpec, cut_windows, normalize, resample, window_starts
+from edgead.core.thresholds import ThresholdSet
 
 DEFAULT_WINDOW = 256
 DEFAULT_TRAIN_FRACTION = {"samples": 0.6, "series": 0.5}
@@ -52,11 +53,14 @@ def train_signal(data: str | Path, out: str | Path, model: str = "mmae", data_ki
     import torch
     from safetensors.torch import save_file
 
-    from .models import get
+    from edgead.models import get, task_of
 
+    if task_of(model) != "signal":
+        raise UsageError(f"{model} is a {task_of(model)} model; signal data needs a signal model such as mmae")
+    if not 0 < holdout < 1:
+        raise UsageError(f"--holdout must be a fraction between 0 and 1, got {holdout}")
+    check_replaceable(out, RUN_FILE)
     mod = get(model)
-    if getattr(mod, "TASK", "image") != "signal":
-        raise ValueError(f"model {model!r} is an image model; signal data needs a signal model such as mmae")
     if threads:
         torch.set_num_threads(threads)
     t0 = time.time()
@@ -107,6 +111,7 @@ def train_signal(data: str | Path, out: str | Path, model: str = "mmae", data_ki
     config["complexity"] = mod.complexity(net)
     with atomic_folder(out, RUN_FILE) as tmp:
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp / WEIGHTS))
+        config["weights_sha256"] = weights_sha256(tmp)
         write_json(tmp / RUN_FILE, config)
     return config
 

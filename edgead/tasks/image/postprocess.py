@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from .preprocess import Geometry
+from edgead.tasks.image.preprocess import Geometry
 
 
 @dataclass(frozen=True)

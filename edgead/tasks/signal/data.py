@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import DataError
+from edgead.core.errors import DataError
 
 KINDS = ("ucr", "wfdb", "nab", "csv", "npy")
 # WFDB beat annotation symbols (PhysioNet's "beat" codes); everything else ('+', '~', '|', ...) is not a beat.

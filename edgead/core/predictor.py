@@ -1,0 +1,139 @@
+"""What every task's predictor shares: open a training run (torch) or a bundle (verified),
+check that it belongs to the predictor's task, choose the artefact, load its runtime, and
+return the model's outputs by the names the task fixed at conversion.
+
+Torch-free: torch is imported only to run a training run folder directly."""
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+
+import runtimes
+from edgead import targets
+from edgead.core import bundle as bundle_io
+from edgead.core.errors import TaskMismatch, UsageError
+from edgead.core.records import Manifest, RunRecord, task_of
+from edgead.core.run import is_run, read_run_config
+
+PRECISIONS = ("auto", "fp32", "int8")
+
+
+def runtime_preference() -> list[str]:
+    """Fastest-first order of runtimes for this machine when `runtime="auto"`."""
+    if platform.machine().lower() in ("x86_64", "amd64", "i686", "x86"):
+        return ["openvino", "onnxruntime", "tflite"]
+    return ["tflite", "onnxruntime", "openvino"]
+
+
+def choose_target(manifest: Mapping, runtime: str = "auto", precision: str = "auto") -> str:
+    """The bundle artefact to load: the wanted (or first installed) runtime, INT8 before FP32
+    when `precision` is "auto"."""
+    arts = manifest["artefacts"]
+    if precision not in PRECISIONS:
+        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if runtime == "auto":
+        want = runtime_preference()
+    elif runtime in runtimes.BACKENDS:
+        want = [runtime]
+    else:
+        raise UsageError(f"unknown runtime {runtime!r}; choose from {', '.join(runtimes.BACKENDS)} or 'auto'")
+    candidates = [(t, a) for t, a in arts.items() if targets.runtime_of(t, a) in want]
+    if precision != "auto":
+        candidates = [(t, a) for t, a in candidates if a.get("precision", "fp32") == precision]
+    usable = [(t, a) for t, a in candidates if runtimes.available(targets.runtime_of(t, a))]
+    if not usable:
+        have = {t: f"{targets.runtime_of(t, a)}/{a.get('precision', 'fp32')}" for t, a in arts.items()}
+        hint = f"installed runtimes: {runtimes.installed() or 'none'}"
+        raise UsageError(f"no artefact in the bundle fits runtime={runtime!r}, precision={precision!r} "
+                         f"(bundle has {have}; {hint}); install one with pip install 'edgead[onnxruntime]' "
+                         f"(or [openvino], [tflite]) or export that target")
+    order = {"int8": 0, "fp32": 1} if precision == "auto" else {}
+    rank = {n: i for i, n in enumerate(want)}
+    usable.sort(key=lambda ta: (rank[targets.runtime_of(*ta)], order.get(ta[1].get("precision", "fp32"), 2)))
+    return usable[0][0]
+
+
+def legacy_output_names(produced: list[str], wanted: tuple[str, ...]) -> dict[str, str]:
+    """Schema-1 TFLite artefacts written before outputs were named at conversion call them
+    output_0, output_1, ... in the order of the model's outputs; map them by that index."""
+    if len(produced) == len(wanted) and all(n == f"output_{i}" for i, n in enumerate(produced)):
+        return dict(zip(produced, wanted))
+    return {}
+
+
+class BasePredictor:
+    """Subclasses set `task`, `output_names`, `default_input_name` and implement `_setup`."""
+
+    task: ClassVar[str]
+    output_names: ClassVar[tuple[str, ...]]
+    default_input_name: ClassVar[str]
+
+    def __init__(self, source: str | Path, runtime: str = "auto", threads: int | None = None,
+                 precision: str = "auto", device: Any = None, target: str | None = None):
+        """`target` names one artefact of the bundle (a key of its manifest's "artefacts"),
+        overriding the choice by `runtime` and `precision`."""
+        path = Path(source)
+        if is_run(path):
+            self._check_task(read_run_config(path), path, "training run")
+            if runtime not in ("auto", targets.TORCH):
+                raise UsageError(f"{path} is a training run: it runs on torch only; export a bundle for {runtime!r}")
+            from edgead.models import load_run  # torch, only for training runs
+
+            model, record = load_run(path)
+            backend = runtimes.load(targets.TORCH, model, threads=threads, output_names=list(model.outputs))
+            self._init(record, backend, targets.TORCH, "fp32")
+            return
+        manifest = bundle_io.load_manifest(path, verify=True)
+        self._check_task(manifest, path, "bundle")
+        key = target or choose_target(manifest, runtime, precision)
+        file = bundle_io.artefact_path(path, manifest, key)  # names the bundle's targets if unknown
+        art = manifest["artefacts"][key]
+        backend = runtimes.load(targets.runtime_of(key, art), file, threads=threads, device=device)
+        self._init(manifest, backend, key, art.get("precision", "fp32"))
+
+    @classmethod
+    def from_backend(cls, config: RunRecord | Manifest, backend: Any, target: str = targets.TORCH,
+                     precision: str = "fp32"):
+        """A predictor around an already loaded backend (training and the INT8 gate use it)."""
+        self = cls.__new__(cls)
+        self._check_task(config, Path("."), "model")
+        self._init(config, backend, target, precision)
+        return self
+
+    def _check_task(self, record: Mapping, path: Path, what: str) -> None:
+        got = task_of(record)
+        if got != self.task:
+            from edgead.tasks import get as get_task
+
+            raise TaskMismatch(f"{path} is a {got} {what}, not a {self.task} one: use "
+                               f"{get_task(got).predictor_path} (or the `edgead` command, which picks it)")
+
+    def _init(self, config: Mapping, backend: Any, target: str, precision: str) -> None:
+        self.config = config
+        self.backend, self.target, self.precision = backend, target, precision
+        self.input_name = config.get("input_name", self.default_input_name)
+        produced = list(getattr(backend, "output_names", None) or [])
+        missing = [n for n in self.output_names if n not in produced]
+        self._rename = legacy_output_names(produced, self.output_names) if missing and produced else {}
+        self._setup(config)
+
+    def _setup(self, config: Mapping) -> None:
+        raise NotImplementedError
+
+    @property
+    def runtime(self) -> str:
+        return self.backend.name
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """One runtime call: the model input -> the task's named outputs."""
+        out = self.backend.run({self.input_name: np.ascontiguousarray(x, np.float32)})
+        if self._rename:
+            out = {self._rename.get(k, k): v for k, v in out.items()}
+        missing = [n for n in self.output_names if n not in out]
+        if missing:
+            raise TaskMismatch(f"{self.runtime} artefact {self.target!r} lacks the {self.task} output(s) {missing} "
+                               f"(it has {sorted(out)}); re-export the bundle with this edgead")
+        return out

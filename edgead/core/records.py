@@ -1,0 +1,101 @@
+"""The records that cross module boundaries: a run's `run.json` and a bundle's `edgead.json`
+(schema 1). This is the one place that knows their key names; readers go through the helpers
+below instead of digging into nested dicts. Fields added after schema 1 are optional, so
+every schema-1 file ever written still loads (tests/golden holds one of each task)."""
+from __future__ import annotations
+
+from typing import Any, Mapping, TypedDict
+
+SCHEMA_VERSION = 1
+RUN_REQUIRED = ("model", "input", "post", "thresholds")
+MANIFEST_REQUIRED = ("schema_version", "task", "model", "input", "outputs", "artefacts", "edgead_version")
+LEGACY_TASK = "image"  # files written before `task` existed are image ones
+
+
+class ModelRecord(TypedDict):
+    name: str
+    config: dict[str, Any]
+
+
+class TrainRecord(TypedDict, total=False):
+    data: dict[str, Any]  # where the data was, its summary and content fingerprint
+    split: dict[str, Any]  # exactly which samples were fitted, held out, tested
+    n_fit: int
+    n_holdout: int
+    seed: int
+    seconds: float
+    log: dict[str, Any]
+
+
+class RunRecord(TypedDict, total=False):
+    edgead_version: str
+    task: str
+    model: ModelRecord
+    input: dict[str, Any]  # the task's input spec
+    input_name: str
+    post: dict[str, Any]
+    outputs: dict[str, Any]
+    thresholds: dict[str, dict[str, Any]]  # level ("image", "pixel", "window", "point") -> ThresholdSet
+    train: TrainRecord
+    complexity: dict[str, Any]
+    weights_sha256: str  # of weights.safetensors (optional: runs before it lack it)
+
+
+class ArtefactRecord(TypedDict, total=False):
+    file: str
+    extra_files: list[str]
+    runtime: str
+    precision: str  # "fp32" or "int8"
+    sha256: str
+    bytes: int
+    weights_sha256: str  # the run weights it was converted from
+    output_names: dict[str, str]  # the artefact's output name -> the task's output name
+    max_abs_diff_vs_torch: float
+    parity_input: str  # which input the parity check used
+    source_target: str  # INT8: the FP32 target it was quantized from
+    quantization: dict[str, Any]
+    calibration: dict[str, Any]
+    gate: dict[str, Any]
+
+
+class Manifest(TypedDict, total=False):
+    schema_version: int
+    edgead_version: str
+    task: str
+    model: ModelRecord
+    input: dict[str, Any]
+    input_name: str
+    post: dict[str, Any]
+    outputs: dict[str, Any]
+    thresholds: dict[str, dict[str, Any]]
+    provenance: dict[str, Any]  # train, complexity, metrics of the run
+    weights_sha256: str
+    artefacts: dict[str, ArtefactRecord]
+    files: dict[str, dict[str, Any]]
+
+
+def task_of(record: Mapping) -> str:
+    return record.get("task") or LEGACY_TASK
+
+
+def train_of(record: Mapping) -> TrainRecord:
+    """The training record of a run, or the copy a bundle keeps in its provenance."""
+    return record.get("train") or record.get("provenance", {}).get("train") or {}
+
+
+def split_of(record: Mapping) -> dict[str, Any]:
+    return dict(train_of(record).get("split") or {})
+
+
+def weights_of(record: Mapping) -> str | None:
+    return record.get("weights_sha256") or record.get("provenance", {}).get("weights_sha256")
+
+
+def same_model(a: Mapping, b: Mapping) -> bool:
+    """Whether two records (run or manifest) describe the same trained weights: by the weights'
+    sha256 where both have it, else by what a predictor reads (model, input, thresholds)."""
+    wa, wb = weights_of(a), weights_of(b)
+    if wa and wb:
+        return wa == wb
+    keys = ("model", "input", "post", "thresholds")
+    return all(a.get(k) == b.get(k) for k in keys)

@@ -1,0 +1,75 @@
+"""The Task contract: everything that differs between modalities, behind one interface, so
+that train, export, INT8, benchmark and the CLI are written once. A new modality is a new
+package under edgead/tasks/ with a `Task` subclass, registered in edgead/tasks/__init__.py.
+
+Torch-free: each method imports its own (torch-side) modules when called."""
+from __future__ import annotations
+
+import argparse
+import importlib
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+Flags = dict[str, str]  # argparse dest -> the flag as typed, e.g. {"image_size": "--image-size"}
+
+
+class Task:
+    name: str
+    predictor_path: str  # "module:Class" of the torch-free predictor
+    output_names: tuple[str, ...]  # the model's outputs, named once for every artefact
+    input_name: str
+
+    # ------------------------------------------------------------------ predictor
+    def predictor_class(self) -> type:
+        module, cls = self.predictor_path.split(":")
+        return getattr(importlib.import_module(module), cls)
+
+    def predictor(self, source, **kw):
+        return self.predictor_class()(source, **kw)
+
+    # ------------------------------------------------------------------ command line
+    def add_arguments(self, command: str, group: argparse._ArgumentGroup) -> None:
+        """Add this task's own flags of `command` ("train", "eval", "predict"). Their defaults
+        must be None, so that the CLI can tell a flag that was given from one that was not."""
+
+    def cli_train(self, a: argparse.Namespace) -> int:
+        raise NotImplementedError
+
+    def cli_eval(self, a: argparse.Namespace) -> int:
+        raise NotImplementedError
+
+    def cli_predict(self, a: argparse.Namespace) -> int:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ training and evaluation
+    def train(self, data, out, model: str, **options) -> dict:
+        raise NotImplementedError
+
+    def evaluate(self, predictor, data, **options) -> dict:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ export
+    def manifest_outputs(self) -> dict:
+        """The manifest's `outputs` entry: output names, layout, what runs outside the graph."""
+        raise NotImplementedError
+
+    def sample_input(self, run: Mapping, sample: Any = None) -> tuple[np.ndarray, str]:
+        """One real model input for the parity check, and a description of where it came from
+        for the manifest. A synthetic input only when the training data is gone; data that
+        changed since training raises DataError."""
+        raise NotImplementedError
+
+    def int8_data(self, run: Mapping, calib=None, calib_size: int | None = None, val=None):
+        """The calibration and validation data of the INT8 session (quant.int8.Int8Data)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ benchmark
+    def timing_inputs(self, manifest: Mapping, data=None) -> tuple[dict, str]:
+        """A JSON-able description of what to time with (passed to a child process), and a
+        sentence saying what it is."""
+        raise NotImplementedError
+
+    def timing_calls(self, predictor, spec: Mapping) -> tuple[Callable[[int], Any], Callable[[int], Any]]:
+        """(bare model call, whole predict call), each taking the iteration number."""
+        raise NotImplementedError

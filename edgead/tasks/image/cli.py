@@ -1,0 +1,113 @@
+"""The image side of the `edgead` command line: its own flags, and train / eval / predict."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edgead.core.errors import DataError, UsageError
+
+EXIT_OK, EXIT_FAILED_ITEMS = 0, 1
+DEFAULT_IMAGE_SIZE, DEFAULT_RESIZE = 256, "letterbox"
+
+
+def add_arguments(command: str, g: argparse._ArgumentGroup) -> None:
+    if command == "train":
+        g.add_argument("--image-size", type=int, default=None, help=f"network input size in pixels (default {DEFAULT_IMAGE_SIZE})")
+        g.add_argument("--resize", choices=["letterbox", "stretch"], default=None,
+                       help="letterbox keeps the aspect ratio (default); stretch squashes to a square")
+        g.add_argument("--val", default=None, help="labelled validation folder: adds F1-adaptive thresholds")
+        g.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
+                       help="a model setting, repeatable (e.g. --set max_bank=8192 for patchcore); "
+                            "an unknown key lists the model's settings")
+    elif command == "eval":
+        g.add_argument("--save-maps", default=None, help="folder for heat-map overlays (PNG)")
+
+
+def settings(pairs: list[str] | None) -> dict:
+    """["max_bank=8192", "attenuation=false"] -> {"max_bank": 8192, "attenuation": False}."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set max_bank=8192")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from edgead.tasks.image.train import train
+
+    cfg = train(a.data, a.out, model=a.model, epochs=a.epochs, image_size=a.image_size or DEFAULT_IMAGE_SIZE,
+                seed=a.seed, holdout=a.holdout, resize=a.resize or DEFAULT_RESIZE, val=a.val, threads=a.threads,
+                overrides=settings(a.set))
+    th = cfg["thresholds"]["image"]
+    print(f"trained {a.model} in {cfg['train']['seconds']} s on {cfg['train']['n_fit']} images "
+          f"({cfg['train']['n_holdout']} held out for thresholds); image threshold "
+          f"{th['values'][th['active']]:.4g} ({th['active']}); run written to {a.out}")
+    return EXIT_OK
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    from edgead.tasks.image.evaluate import evaluate
+    from edgead.tasks.image.predictor import Predictor
+
+    pred = Predictor(a.source, runtime=a.runtime, threads=a.threads, precision=a.precision)
+    if a.threshold is not None:
+        pred.set_threshold(a.threshold)
+    res = evaluate(a.source, a.data, save_maps=a.save_maps, predictor=pred)
+    if a.json:
+        print(json.dumps(res))
+    else:
+        for k, v in res.items():
+            print(f"{k:>12}: {v:.4f}" if isinstance(v, float) else f"{k:>12}: {v}")
+    return EXIT_OK
+
+
+def expand(paths: list[str]) -> list[Path]:
+    from edgead.tasks.image.data import IMAGE_SUFFIXES
+
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            out.append(p)
+    return out
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    from edgead.tasks.image.predictor import Predictor
+    from edgead.tasks.image.preprocess import read_image
+
+    pred = Predictor(a.bundle, runtime=a.runtime, threads=a.threads, precision=a.precision)
+    if a.threshold is not None:
+        pred.set_threshold(a.threshold)
+    files = expand(a.paths)
+    if not files:
+        raise DataError(f"no images found in {' '.join(a.paths)}")
+    failed = 0
+    for f in files:
+        try:
+            img = read_image(f)
+            res = pred.result(*pred.analyse(img), path=str(f))
+        except (DataError, ValueError) as e:
+            failed += 1
+            print(json.dumps({"path": str(f), "error": str(e)}) if a.json else f"ERROR {e}", flush=True)
+            continue
+        if a.save_maps:
+            from edgead.tasks.image.visualize import save_overlay
+
+            save_overlay(Path(a.save_maps) / (f.stem + ".png"), img, res)
+        if a.json:
+            print(json.dumps(res.to_json()), flush=True)
+        else:
+            print(f"{'ANOMALY' if res.is_anomalous else 'ok     '} score={res.score:.3f} raw={res.raw_score:.4g}  {f}", flush=True)
+    if failed:
+        print(f"edgead: {failed} of {len(files)} images could not be scored", file=sys.stderr)
+        return EXIT_FAILED_ITEMS
+    return EXIT_OK

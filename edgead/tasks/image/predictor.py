@@ -1,0 +1,88 @@
+"""The runtime-agnostic Predictor: preprocess -> run -> post-process -> threshold -> map.
+
+Imports numpy, OpenCV and one runtime; never torch (except to run a training run folder
+directly, which is what `edgead eval RUN_DIR` does)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from edgead.core.errors import UsageError
+from edgead.core.predictor import BasePredictor, choose_target
+from edgead.core.thresholds import ThresholdSet
+from edgead.tasks.image import postprocess
+from edgead.tasks.image.postprocess import PostSpec
+from edgead.tasks.image.preprocess import Geometry, InputSpec, as_rgb, preprocess, read_image
+
+__all__ = ["Predictor", "Result", "choose_target"]
+ImageLike = str | Path | np.ndarray
+
+
+@dataclass
+class Result:
+    score: float  # normalised to [0, 1]; 0.5 = the image threshold
+    raw_score: float
+    is_anomalous: bool
+    anomaly_map: np.ndarray = field(repr=False)  # float32 (H, W) at input resolution, 0.5 = pixel threshold
+    mask: np.ndarray = field(repr=False)  # bool (H, W): anomaly_map >= 0.5
+    path: str | None = None
+
+    def to_json(self) -> dict:
+        d = {"score": round(self.score, 6), "raw_score": self.raw_score, "is_anomalous": self.is_anomalous,
+             "anomalous_area": round(float(self.mask.mean()), 6)}
+        return {"path": self.path, **d} if self.path is not None else d
+
+
+class Predictor(BasePredictor):
+    """Scores images with an image bundle (or a training run, on torch) on one runtime."""
+
+    task = "image"
+    output_names = ("anomaly_map",)
+    default_input_name = "image"
+
+    def _setup(self, config) -> None:
+        self.spec = InputSpec.from_json(config["input"])
+        self.post = PostSpec.from_json(config["post"])
+        th = config.get("thresholds") or {}
+        self.image_thresholds = ThresholdSet.from_json(th["image"]) if "image" in th else None
+        self.pixel_thresholds = ThresholdSet.from_json(th["pixel"]) if "pixel" in th else None
+
+    def set_threshold(self, raw: float) -> None:
+        """Use `raw` (a raw image score) as the image threshold, as the "manual" kind; scores
+        are normalised against it from now on (0.5 = raw)."""
+        if self.image_thresholds is None:
+            raise UsageError("this model has no thresholds to override; train it with `edgead train`")
+        self.image_thresholds.set_manual(raw)
+
+    def raw_map(self, x: np.ndarray) -> np.ndarray:
+        """Preprocessed (3, H, W) -> raw low-resolution map (h, w) from the runtime."""
+        return self.run(x[None])["anomaly_map"][0, 0]
+
+    def analyse(self, image_rgb: np.ndarray) -> tuple[np.ndarray, float, Geometry]:
+        """RGB image -> (raw map of the valid region at network resolution, raw score, geometry)."""
+        x, g = preprocess(image_rgb, self.spec)
+        region, score = postprocess.process(self.raw_map(x), g, self.spec.height, self.spec.width, self.post)
+        return region, score, g
+
+    def predict(self, image: ImageLike | Sequence[ImageLike], color_order: str = "RGB") -> Result | list[Result]:
+        """Score a path, an image array (gray / RGB / BGR / RGBA, uint8) or a batch of them.
+
+        `color_order` says how 3/4-channel arrays are ordered (OpenCV frames are "BGR")."""
+        if isinstance(image, (list, tuple)) or (isinstance(image, np.ndarray) and image.ndim == 4):
+            return [self.predict(im, color_order) for im in image]
+        if isinstance(image, (str, Path)):
+            rgb, path = read_image(image), str(image)
+        else:
+            rgb, path = as_rgb(image, color_order), None
+        return self.result(*self.analyse(rgb), path=path)
+
+    def result(self, region: np.ndarray, raw: float, g: Geometry, path: str | None = None) -> Result:
+        """Threshold and normalise the output of `analyse`."""
+        if self.image_thresholds is None or self.pixel_thresholds is None:
+            raise ValueError("this model has no thresholds; train it with `edgead train` to compute them")
+        amap = np.asarray(self.pixel_thresholds.normalize(postprocess.to_original(region, g)), np.float32)
+        score = float(self.image_thresholds.normalize(raw))
+        return Result(score, raw, raw >= self.image_thresholds.threshold, amap, amap >= 0.5, path)

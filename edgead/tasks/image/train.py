@@ -1,0 +1,139 @@
+"""`edgead train`: fit a model on normal images, compute thresholds on held-out normals, save the run."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgead import __version__
+from edgead.core.atomic import atomic_folder, check_replaceable, write_json
+from edgead.core.errors import DataError, UsageError
+from edgead.core.progress import progress_bar
+from edgead.core.run import RUN_FILE, WEIGHTS, weights_sha256
+from edgead.core.thresholds import ThresholdSet
+from edgead.tasks.image import split
+from edgead.tasks.image.data import ImageDataset, Sample, open_dataset
+from edgead.tasks.image.postprocess import PostSpec
+from edgead.tasks.image.predictor import Predictor
+from edgead.tasks.image.preprocess import InputSpec, preprocess, read_image
+from edgead.tasks.image.split import split_holdout
+
+
+def load_inputs(samples: list[Sample], spec: InputSpec, desc: str = "reading images") -> np.ndarray:
+    return np.stack([preprocess(read_image(s.path), spec)[0] for s in progress_bar(samples, desc=desc)])
+
+
+def score_samples(predictor: Predictor, samples: list[Sample]) -> tuple[np.ndarray, list[np.ndarray]]:
+    scores, maps = [], []
+    for s in progress_bar(samples, desc="scoring"):
+        region, score, _ = predictor.analyse(read_image(s.path))
+        scores.append(score)
+        maps.append(region)
+    return np.array(scores), maps
+
+
+def train(data: str | Path, out: str | Path, model: str = "hetnet", epochs: int | None = None,
+          image_size: int = 256, seed: int = 0, holdout: float = 0.15, resize: str = "letterbox",
+          val: str | Path | None = None, threads: int | None = None, overrides: dict | None = None) -> dict:
+    """Train `model` on `data/train/good` (or `data/good`) and write the run folder `out`.
+
+    `overrides` sets fields of the model's Config (e.g. {"attenuation": False} for FADeR-lite)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from edgead.models import get, task_of
+
+    if task_of(model) != "image":
+        raise UsageError(f"{model} is a {task_of(model)} model; image data needs an image model such as hetnet")
+    if image_size < 32:
+        raise UsageError(f"--image-size must be at least 32 pixels, got {image_size}")
+    if not 0 < holdout < 1:
+        raise UsageError(f"--holdout must be a fraction between 0 and 1, got {holdout}")
+    check_replaceable(out, RUN_FILE)
+    mod = get(model)
+    cfg = mod.Config()
+    for key, value in (overrides or {}).items():
+        if key not in {f.name for f in dataclasses.fields(cfg)}:
+            raise UsageError(f"{model} has no setting {key!r}; it has: {', '.join(f.name for f in dataclasses.fields(cfg))}")
+        setattr(cfg, key, value)
+    if epochs is not None and not hasattr(cfg, "steps"):
+        raise UsageError(f"{model} has no training loop, so --epochs does not apply; leave it out")
+    if threads:
+        torch.set_num_threads(threads)
+    t0 = time.time()
+    ds: ImageDataset = open_dataset(data, seed=seed)
+    if len(ds.train) < 4:
+        raise DataError(f"{data}: only {len(ds.train)} normal training images; at least 4 are needed")
+    fit_set, hold_set = split_holdout(ds.train, holdout, seed)
+    spec = InputSpec(height=image_size, width=image_size, resize=resize)
+    post = PostSpec(blur_sigma=4.0 * image_size / 256)
+    x = load_inputs(fit_set, spec)
+
+    if epochs is not None:
+        cfg.steps = max(1, epochs * math.ceil(len(fit_set) / cfg.batch_size))
+    torch.manual_seed(seed)
+    net = mod.Model(cfg, pretrained=True)
+    log = mod.fit(net, x, seed=seed)
+    net.eval()
+    del x
+
+    config = {
+        "edgead_version": __version__,
+        "task": "image",
+        "model": {"name": model, "config": dataclasses.asdict(cfg)},
+        "input": spec.to_json(),
+        "post": post.to_json(),
+        "outputs": {"anomaly_map": "anomaly_map"},
+    }
+    predictor = Predictor.from_backend(config, _torch_backend(net))
+    hold_scores, hold_maps = score_samples(predictor, hold_set)
+    image_th = ThresholdSet.from_scores(hold_scores)
+    pixel_th = ThresholdSet.from_maps(hold_maps)
+    if val is not None:
+        image_th, pixel_th = _validation_thresholds(predictor, val, hold_scores, hold_maps)
+    config["thresholds"] = {"image": image_th.to_json(), "pixel": pixel_th.to_json()}
+    config["train"] = {
+        "data": ds.summary(), "split": split.record(ds, fit_set, hold_set, seed),
+        "n_fit": len(fit_set), "n_holdout": len(hold_set), "seed": seed,
+        "seconds": round(time.time() - t0, 1), "log": log,
+    }
+    config["complexity"] = mod.complexity(net, spec.height, spec.width)
+    with atomic_folder(out, RUN_FILE) as tmp:
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp / WEIGHTS))
+        config["weights_sha256"] = weights_sha256(tmp)
+        write_json(tmp / RUN_FILE, config)
+    return config
+
+
+def _torch_backend(net):
+    import runtimes
+
+    return runtimes.load("torch", net, output_names=["anomaly_map"])
+
+
+def _validation_thresholds(predictor: Predictor, val: str | Path, hold_scores, hold_maps):
+    """Thresholds from a labelled validation set (adds F1-adaptive when it has anomalies)."""
+    from edgead.tasks.image.data import read_mask
+    from edgead.tasks.image.preprocess import mask_to_input
+
+    vds = open_dataset(val)
+    samples = vds.test or vds.train
+    scores, maps, masks = list(hold_scores), list(hold_maps), [np.zeros(m.shape, bool) for m in hold_maps]
+    labels = [0] * len(scores)
+    for s in progress_bar(samples, desc="validation"):
+        img = read_image(s.path)
+        region, score, g = predictor.analyse(img)
+        scores.append(score)
+        labels.append(s.label)
+        if s.label == 0 or s.mask_path is not None:
+            maps.append(region)
+            masks.append(mask_to_input(read_mask(s, img.shape[:2]), g))
+    image_th = ThresholdSet.from_scores(np.array(scores), np.array(labels))
+    pixel_th = ThresholdSet.from_maps(maps, masks)
+    for th in (image_th, pixel_th):
+        if "f1_adaptive" in th.values:
+            th.select("f1_adaptive")
+    return image_th, pixel_th

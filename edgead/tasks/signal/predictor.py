@@ -1,0 +1,246 @@
+"""The torch-free SignalPredictor: windows -> runtime -> point and window scores -> thresholds.
+
+Three ways in, all giving the same scores for the same samples:
+- `score_windows(windows)`: fixed-length samples (e.g. heartbeats), (N, C, L) or (N, L);
+- `predict(samples, rate)`: a whole recording (T,) or (T, C) in one call;
+- `stream(rate)`: push samples as they arrive, in chunks of any size; window scores come as
+  soon as a window is complete, point scores as soon as no later window can cover them.
+  Memory stays bounded (about one window plus one hop of samples).
+
+Long recordings are resampled to the model's rate, cut into windows every `hop` samples and
+each window normalised (see `edgead.signal_preprocess`); a point's score is the mean over the
+regular windows covering it, and samples after the last regular window take the scores of one
+extra window aligned to the end of the recording. Times are model-rate sample indices.
+
+Imports numpy and one runtime; never torch (except to run a training run folder directly)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgead.core.errors import UsageError
+from edgead.core.predictor import BasePredictor
+from edgead.core.thresholds import ThresholdSet
+from edgead.tasks.signal.preprocess import (Resampler, SignalSpec, as_series, as_windows, cut_windows, normalize,
+                                            overlap_mean, window_starts)
+
+MAX_BATCH = 64  # windows per runtime call when the artefact takes any batch size
+
+
+@dataclass
+class WindowScores:
+    """Scores of fixed-length windows: raw point (N, L) and window (N,) scores, and the normalised
+    window scores (0.5 = window threshold) with their decisions."""
+
+    point_score: np.ndarray = field(repr=False)
+    window_score: np.ndarray
+    score: np.ndarray
+    is_anomalous: np.ndarray
+
+
+@dataclass
+class WindowResult:
+    start: int  # first sample of the window (model rate, from the start of the recording)
+    raw_score: float
+    score: float  # normalised: 0.5 = the window threshold
+    is_anomalous: bool
+
+    def to_json(self) -> dict:
+        return {"start": self.start, "raw_score": self.raw_score, "score": round(self.score, 6),
+                "is_anomalous": self.is_anomalous}
+
+
+@dataclass
+class SeriesResult:
+    """Scores of a whole recording at the model rate."""
+
+    rate: float | None
+    windows: list[WindowResult]
+    point_score: np.ndarray = field(repr=False)  # (T,) raw
+    point_threshold: float
+
+    @property
+    def point_is_anomalous(self) -> np.ndarray:
+        return self.point_score >= self.point_threshold
+
+
+@dataclass
+class StreamUpdate:
+    """What one `push` (or `flush`) completed: new windows, and final point scores of the
+    samples [point_start, point_start + len(point_score))."""
+
+    windows: list[WindowResult]
+    point_start: int
+    point_score: np.ndarray = field(repr=False)
+    point_threshold: float
+
+    @property
+    def point_is_anomalous(self) -> np.ndarray:
+        return self.point_score >= self.point_threshold
+
+
+class SignalPredictor(BasePredictor):
+    """Scores signals with a signal bundle (or a training run, on torch) on one runtime."""
+
+    task = "signal"
+    output_names = ("point_score", "window_score")
+    default_input_name = "signal"
+
+    def _setup(self, config) -> None:
+        self.spec = SignalSpec.from_json(config["input"])
+        th = config.get("thresholds") or {}
+        self.window_thresholds = ThresholdSet.from_json(th["window"]) if "window" in th else None
+        self.point_thresholds = ThresholdSet.from_json(th["point"]) if "point" in th else None
+        shape = (getattr(self.backend, "input_shapes", {}) or {}).get(self.input_name)
+        self.batch = shape[0] if shape and shape[0] is not None else MAX_BATCH
+
+    # -------------------------------------------------------------------------- windows
+
+    def raw_scores(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised windows (N, C, L) -> raw (point (N, L), window (N,)) from the runtime."""
+        points, wins = [], []
+        for i in range(0, len(x), self.batch):
+            chunk = np.ascontiguousarray(x[i:i + self.batch], np.float32)
+            n = len(chunk)
+            if n < self.batch and self.batch != MAX_BATCH:  # static batch: pad the last call
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.batch - n, 0)])
+            out = self.run(chunk)
+            points.append(out["point_score"][:n])
+            wins.append(out["window_score"][:n])
+        if not points:
+            return np.zeros((0, self.spec.length), np.float32), np.zeros(0, np.float32)
+        return np.concatenate(points), np.concatenate(wins)
+
+    def set_threshold(self, raw: float) -> None:
+        """Use `raw` (a raw window score) as the window threshold, as the "manual" kind."""
+        if self.window_thresholds is None:
+            raise UsageError("this model has no thresholds to override; train it with `edgead train`")
+        self.window_thresholds.set_manual(raw)
+
+    @property
+    def window_threshold(self) -> float:
+        """The active raw window threshold (inf while a model has none, i.e. during training)."""
+        return self.window_thresholds.threshold if self.window_thresholds else float("inf")
+
+    @property
+    def point_threshold(self) -> float:
+        return self.point_thresholds.threshold if self.point_thresholds else float("inf")
+
+    def _normalized(self, raw: np.ndarray) -> np.ndarray:
+        th = self.window_thresholds
+        return np.asarray(th.normalize(raw.astype(np.float64))) if th else np.full(raw.shape, np.nan)
+
+    def score_windows(self, windows: np.ndarray) -> WindowScores:
+        """Raw fixed-length windows (N, C, L) or (N, L) -> scores (normalisation happens here)."""
+        point, win = self.raw_scores(normalize(as_windows(windows, self.spec), self.spec))
+        return WindowScores(point, win, self._normalized(win), win >= self.window_threshold)
+
+    def _window_results(self, starts: list[int] | np.ndarray, scores: np.ndarray) -> list[WindowResult]:
+        norm = self._normalized(np.asarray(scores))
+        return [WindowResult(int(s), float(v), float(n), bool(v >= self.window_threshold))
+                for s, v, n in zip(starts, scores, norm)]
+
+    # -------------------------------------------------------------------------- recordings
+
+    def predict(self, samples: np.ndarray, rate: float | None = None) -> SeriesResult:
+        """A whole recording (T,) or (T, C) at `rate` Hz (default: the model's rate) -> scores."""
+        spec = self.spec
+        x = Resampler(rate, spec.rate).push(as_series(samples, spec.channels))
+        n = len(x)
+        starts, tail = window_starts(n, spec.length, spec.hop)
+        if not len(starts):
+            raise ValueError(f"the recording has {n} samples at the model rate, fewer than one window ({spec.length})")
+        point, win = self.raw_scores(normalize(cut_windows(x, starts, spec.length), spec))
+        points = overlap_mean(point, starts, n)
+        all_starts, all_scores = list(starts), list(win)
+        if tail is not None:
+            tp, tw = self.raw_scores(normalize(cut_windows(x, np.array([tail]), spec.length), spec))
+            gap = np.flatnonzero(np.isnan(points))  # samples after the last regular window
+            points[gap] = tp[0][gap - tail]
+            all_starts.append(tail)
+            all_scores.append(tw[0])
+        return SeriesResult(spec.rate, self._window_results(all_starts, np.asarray(all_scores)),
+                            points.astype(np.float32), self.point_threshold)
+
+    def stream(self, rate: float | None = None) -> "SignalStream":
+        """A streaming scorer for samples arriving at `rate` Hz (default: the model's rate)."""
+        return SignalStream(self, rate)
+
+
+class SignalStream:
+    """Push samples in chunks of any size; see `SignalPredictor` for what comes out when."""
+
+    def __init__(self, predictor: SignalPredictor, rate: float | None = None):
+        self.predictor = predictor
+        self.spec = spec = predictor.spec
+        if spec.hop > spec.length:
+            raise ValueError(f"hop {spec.hop} > window length {spec.length}: samples between windows would never be scored")
+        self.resampler = Resampler(rate, spec.rate)
+        self.buf = np.zeros((0, spec.channels), np.float32)  # model-rate samples from buf_start
+        self.buf_start = 0
+        self.n = 0  # model-rate samples received
+        self.next_start = 0  # next regular window start
+        self.emitted = 0  # point scores are final before this index
+        self.acc_sum = np.zeros(0)  # per point from `emitted`
+        self.acc_cnt = np.zeros(0)
+        self.closed = False
+
+    def push(self, samples: np.ndarray) -> StreamUpdate:
+        """Add samples (n,) or (n, C) at the stream's rate; returns what they completed."""
+        if self.closed:
+            raise ValueError("this stream was flushed; start a new one with predictor.stream()")
+        spec = self.spec
+        y = self.resampler.push(as_series(samples, spec.channels))
+        self.buf = np.concatenate([self.buf, y]) if len(self.buf) else y
+        self.n += len(y)
+        starts = []
+        while self.next_start + spec.length <= self.n:
+            starts.append(self.next_start)
+            self.next_start += spec.hop
+        windows = []
+        if starts:
+            wins = cut_windows(self.buf, np.asarray(starts) - self.buf_start, spec.length)
+            point, win = self.predictor.raw_scores(normalize(wins, spec))
+            self._grow(starts[-1] + spec.length)
+            for s, p in zip(starts, point):
+                a = s - self.emitted
+                self.acc_sum[a:a + spec.length] += p
+                self.acc_cnt[a:a + spec.length] += 1
+            windows = self.predictor._window_results(starts, win)
+        update = self._emit(self.next_start, windows)
+        keep_from = max(0, min(self.next_start, self.n - spec.length))
+        self.buf, self.buf_start = self.buf[keep_from - self.buf_start:], keep_from
+        return update
+
+    def flush(self) -> StreamUpdate:
+        """End of the recording: scores the tail window and returns the remaining points."""
+        spec = self.spec
+        self.closed = True
+        windows: list[WindowResult] = []
+        covered = self.next_start - spec.hop + spec.length if self.next_start else 0  # end of the last regular window
+        if self.n >= spec.length and covered < self.n:
+            tail = self.n - spec.length
+            point, win = self.predictor.raw_scores(
+                normalize(cut_windows(self.buf, np.array([tail - self.buf_start]), spec.length), spec))
+            self._grow(self.n)
+            a = covered - self.emitted
+            self.acc_sum[a:] = point[0][covered - tail:]
+            self.acc_cnt[a:] = 1
+            windows = self.predictor._window_results([tail], win)
+        return self._emit(self.n if self.n >= spec.length else self.emitted, windows)
+
+    def _grow(self, end: int) -> None:
+        extra = end - self.emitted - len(self.acc_sum)
+        if extra > 0:
+            self.acc_sum = np.concatenate([self.acc_sum, np.zeros(extra)])
+            self.acc_cnt = np.concatenate([self.acc_cnt, np.zeros(extra)])
+
+    def _emit(self, upto: int, windows: list[WindowResult]) -> StreamUpdate:
+        k = max(0, upto - self.emitted)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pts = (self.acc_sum[:k] / self.acc_cnt[:k]).astype(np.float32)
+        update = StreamUpdate(windows, self.emitted, pts, self.predictor.point_threshold)
+        self.acc_sum, self.acc_cnt = self.acc_sum[k:], self.acc_cnt[k:]
+        self.emitted += k
+        return update
