@@ -32,7 +32,8 @@ import numpy as np
 
 import runtimes
 
-from edgead import __version__, targets
+from edgead import __version__
+from edgead import targets as target_table
 from edgead.core import bundle as bundle_io
 from edgead.core.bundle import artefact_bytes
 from edgead.core.errors import UsageError
@@ -72,7 +73,7 @@ def plan(manifest: dict, wanted: Sequence[str] | None = None, threads: Sequence[
     arts = manifest["artefacts"]
     by_runtime: dict[str, list[str]] = {}
     for target, art in arts.items():
-        by_runtime.setdefault(targets.runtime_of(target, art), []).append(target)
+        by_runtime.setdefault(target_table.runtime_of(target, art), []).append(target)
     order = list(wanted) if wanted else [r for r in runtimes.BACKENDS if r in by_runtime and r != "torch"]
     cases, skipped = [], []
     for rt in order:

@@ -39,6 +39,13 @@ def for_model(model: str) -> Task:
     return get(model_task(model))
 
 
+def check_model(model: str, task: str, example: str) -> None:
+    """Refuse a model of another task (e.g. mmae given image data), naming one that fits."""
+    got = for_model(model).name
+    if got != task:
+        raise UsageError(f"{model} is a {got} model; {task} data needs a {task} model such as {example}")
+
+
 def for_record(record: Mapping) -> Task:
     return get(task_of(record))
 
@@ -67,4 +74,4 @@ def for_path(path: str | Path) -> Task:
                      "pass what `edgead train` or `edgead export` wrote")
 
 
-__all__ = ["Task", "TASKS", "get", "all_tasks", "for_model", "for_record", "for_path"]
+__all__ = ["Task", "TASKS", "get", "all_tasks", "for_model", "check_model", "for_record", "for_path"]

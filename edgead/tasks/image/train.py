@@ -44,10 +44,10 @@ def train(data: str | Path, out: str | Path, model: str = "hetnet", epochs: int 
     import torch
     from safetensors.torch import save_file
 
-    from edgead.models import get, task_of
+    from edgead.models import get
+    from edgead.tasks import check_model
 
-    if task_of(model) != "image":
-        raise UsageError(f"{model} is a {task_of(model)} model; image data needs an image model such as hetnet")
+    check_model(model, "image", "hetnet")
     if image_size < 32:
         raise UsageError(f"--image-size must be at least 32 pixels, got {image_size}")
     if not 0 < holdout < 1:

@@ -6,6 +6,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from edgead.core.errors import DataError
 from edgead.tasks.base import Task
 from edgead.tasks.signal import cli
 
@@ -80,6 +81,8 @@ def timing_windows(predictor, spec: Mapping) -> np.ndarray:
         if isinstance(d, SampleSet):
             return d.values[:TIMING_WINDOWS]
         x = resample(d.values, d.rate, s.rate)
+        if len(x) < s.length:
+            raise DataError(f"{spec['signal_file']}: {len(x)} samples at the model rate, fewer than one window ({s.length})")
         return cut_windows(x, window_starts(len(x), s.length, s.hop)[0][:TIMING_WINDOWS], s.length)
     t = np.arange(s.length, dtype=np.float32)
     rng = np.random.default_rng(0)

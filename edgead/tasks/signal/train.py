@@ -53,10 +53,10 @@ def train_signal(data: str | Path, out: str | Path, model: str = "mmae", data_ki
     import torch
     from safetensors.torch import save_file
 
-    from edgead.models import get, task_of
+    from edgead.models import get
+    from edgead.tasks import check_model
 
-    if task_of(model) != "signal":
-        raise UsageError(f"{model} is a {task_of(model)} model; signal data needs a signal model such as mmae")
+    check_model(model, "signal", "mmae")
     if not 0 < holdout < 1:
         raise UsageError(f"--holdout must be a fraction between 0 and 1, got {holdout}")
     check_replaceable(out, RUN_FILE)
