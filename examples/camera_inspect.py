@@ -18,7 +18,7 @@ from pathlib import Path
 
 import cv2
 
-from edgead.tasks.image.predictor import Predictor
+from edgead.predictor import Predictor
 from edgead.tasks.image.preprocess import as_rgb
 from edgead.tasks.image.visualize import overlay
 

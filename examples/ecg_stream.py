@@ -19,9 +19,9 @@ import time
 
 import numpy as np
 
-from edgead.tasks.image.data import DataError
+from edgead.core.errors import DataError
+from edgead.signal_predictor import SignalPredictor, WindowResult
 from edgead.tasks.signal.data import Series, load_with_channels
-from edgead.tasks.signal.predictor import SignalPredictor, WindowResult
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

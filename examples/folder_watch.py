@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from edgead.predictor import Predictor
 from edgead.tasks.image.data import IMAGE_SUFFIXES
-from edgead.tasks.image.predictor import Predictor
 from edgead.tasks.image.preprocess import read_image
 from edgead.tasks.image.visualize import save_overlay
 

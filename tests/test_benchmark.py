@@ -1,9 +1,11 @@
 """`edgead benchmark`: planning from the manifest, one child process per case, failures as rows."""
 import json
+import os
+import platform
 import shutil
 
-import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from edgead.core import bundle as bundle_io
 from edgead.benchmark import Case, format_table, parse_list, plan, run_benchmark
@@ -72,7 +74,7 @@ def test_cli_benchmark_measures_every_runtime(tiny_bundle, small_mvtec, tmp_path
         assert r["pixel_auroc"] == pytest.approx(ref["pixel_auroc"], abs=1e-6)
         assert rt in printed and f"{r['image_auroc']:.4f}" in printed
     machine = report["machine"]
-    assert machine["cores"] >= 1 and machine["arch"] and machine["os"] and machine["cpu"]
+    assert machine["cores"] == os.cpu_count() and machine["arch"] == platform.machine() and machine["os"] and machine["cpu"]
     assert {"onnxruntime", "openvino", "ai-edge-litert", "numpy"} <= set(machine["versions"])
 
 
@@ -93,11 +95,18 @@ def test_a_failing_runtime_is_a_row_not_a_crash(tiny_bundle, tmp_path):
 
 
 def test_threads_rows_share_the_target_accuracy(tiny_bundle, small_mvtec):
+    from edgead.predictor import Predictor
+    from edgead.tasks.image.data import open_dataset
+    from edgead.tasks.image.evaluate import evaluate
+
     report = run_benchmark(tiny_bundle, ["onnxruntime"], threads=[1, 2], data=small_mvtec, n=3, warmup=0)
     one, two = report["rows"]
     assert (one["threads"], two["threads"]) == (1, 2)
-    assert one["image_auroc"] is not None and two["image_auroc"] == one["image_auroc"]
-    assert np.isfinite(one["pixel_auroc"])
+    test, pred = open_dataset(small_mvtec).test, Predictor(tiny_bundle, runtime="onnxruntime")
+    want = roc_auc_score([s.label for s in test], [pred.predict(s.path).raw_score for s in test])  # computed here
+    assert one["image_auroc"] == pytest.approx(want, abs=1e-9) and two["image_auroc"] == one["image_auroc"]
+    ref = evaluate(tiny_bundle, small_mvtec, runtime="onnxruntime")
+    assert one["pixel_auroc"] == pytest.approx(ref["pixel_auroc"], abs=1e-6) and two["pixel_auroc"] == one["pixel_auroc"]
 
 
 def test_cli_benchmark_usage_errors(tiny_bundle, tmp_path, capsys):

@@ -5,6 +5,7 @@ import shutil
 import pytest
 
 from edgead import export as export_mod
+from runtimes import BackendError
 from edgead.core.bundle import BundleError
 from edgead.cli import main
 from edgead.tasks.image.predictor import Predictor
@@ -16,7 +17,8 @@ def test_tampered_artefact_is_refused(tiny_bundle, tmp_path):
     data = bytearray((b / "model.onnx").read_bytes())
     data[len(data) // 2] ^= 0xFF
     (b / "model.onnx").write_bytes(bytes(data))
-    with pytest.raises(BundleError, match="model.onnx"):
+    with pytest.raises(BundleError, match=r"file 'model\.onnx' \(target 'onnx'\) does not match its sha256 "
+                                          r"\(modified or corrupted\); re-export the bundle"):
         Predictor(b, runtime="onnxruntime")
 
 
@@ -26,7 +28,9 @@ def test_truncated_artefact_is_refused_with_exit_2(tiny_bundle, tmp_path, small_
     (b / "model.tflite").write_bytes((b / "model.tflite").read_bytes()[:1000])
     img = next((small_mvtec / "test/good").glob("*.jpg"))
     assert main(["predict", str(b), str(img)]) == 2
-    assert "model.tflite" in capsys.readouterr().err
+    size, err = (tiny_bundle / "model.tflite").stat().st_size, capsys.readouterr().err
+    assert (f"edgead predict: error: bundle {str(b)!r}: file 'model.tflite' (target 'tflite') is truncated "
+            f"(1000 bytes, manifest says {size}); re-export the bundle\n") in err and "Traceback" not in err
 
 
 def test_unknown_schema_is_refused(tiny_bundle, tmp_path):
@@ -59,7 +63,7 @@ def test_failed_second_target_keeps_the_first_intact(tiny_run, tiny_bundle, tmp_
         return path
 
     monkeypatch.setattr(export_mod, "tflite_file", broken)
-    with pytest.raises(Exception):
+    with pytest.raises(BackendError, match=r"^tflite: cannot load '.*model\.tflite'"):  # the parity check loads it
         export_mod.export(tiny_run, b, ["tflite"])
     assert (b / "edgead.json").read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]

@@ -6,6 +6,8 @@ import textwrap
 
 import pytest
 
+from edgead.predictor import Predictor
+
 BLOCK = textwrap.dedent("""
     import sys
     class NoTorch:
@@ -36,7 +38,8 @@ def test_predictor_without_torch(tiny_bundle, small_mvtec, runtime):
     """)
     assert r.returncode == 0, r.stderr
     score, shape = r.stdout.split(" ", 1)
-    assert float(score) > 0 and shape.strip() == "(128, 128)"
+    want = Predictor(tiny_bundle, runtime=runtime).predict(img).raw_score  # the same call here, torch importable
+    assert float(score) == pytest.approx(want, rel=1e-6) and shape.strip() == "(128, 128)"
 
 
 def test_cli_predict_without_torch(tiny_bundle, small_mvtec):
@@ -49,4 +52,6 @@ def test_cli_predict_without_torch(tiny_bundle, small_mvtec):
     """)
     assert r.returncode == 0, r.stderr
     lines = [json.loads(l) for l in r.stdout.splitlines()]
-    assert len(lines) == 6 and all("score" in l for l in lines)
+    assert sorted(l["path"] for l in lines) == sorted(str(p) for p in folder.iterdir()) and len(lines) == 6
+    pred = Predictor(tiny_bundle, runtime="onnxruntime")
+    assert [l["raw_score"] for l in lines] == pytest.approx([pred.predict(l["path"]).raw_score for l in lines], rel=1e-6)

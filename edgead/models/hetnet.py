@@ -8,7 +8,7 @@ Two small students learn the teacher's multi-scale features on normal images:
   of normal features), so at test time it pulls defective features back toward normal.
 Anomaly map = teacher-student discrepancies, each divided by its mean on normal data,
 averaged over scales and students (stride 8). The graph outputs it raw; blur and pooling
-happen in `edgead.postprocess`."""
+happen in `edgead.tasks.image.postprocess`."""
 from __future__ import annotations
 
 import math

@@ -20,12 +20,11 @@ import numpy as np
 
 from edgead.core import metrics
 from edgead.core.errors import DataError
+from edgead.tasks.image.calibration import images_in
 from edgead.tasks.image.data import Sample, open_dataset, read_mask
 from edgead.tasks.image.preprocess import mask_to_input, read_image
 from edgead.tasks.image.split import recorded_split
 from quant.int8 import Scores
-
-from edgead.tasks.image.calibration import images_in
 
 LABELLED, NORMAL = "labelled", "normal"
 

@@ -8,7 +8,7 @@ Three ways in, all giving the same scores for the same samples:
   Memory stays bounded (about one window plus one hop of samples).
 
 Long recordings are resampled to the model's rate, cut into windows every `hop` samples and
-each window normalised (see `edgead.signal_preprocess`); a point's score is the mean over the
+each window normalised (see `edgead.tasks.signal.preprocess`); a point's score is the mean over the
 regular windows covering it, and samples after the last regular window take the scores of one
 extra window aligned to the end of the recording. Times are model-rate sample indices.
 
