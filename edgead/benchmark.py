@@ -44,6 +44,8 @@ VERSIONED = ("numpy", "opencv-python-headless", "opencv-python", "onnxruntime", 
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # holds edgead/ and runtimes/
 
 
+DEFAULT_TIMEOUT = 900.0  # seconds per case: a hung runtime becomes a "failed" row, not a hung command
+
 #: what an evaluation adds to a row (image and signal tasks)
 ACCURACY_KEYS = ("image_auroc", "pixel_auroc", "aupro", "sample_auroc", "point_auroc", "f1_max", "n_images",
                  "n_samples", "n_windows")
@@ -287,7 +289,7 @@ def default_threads() -> list[int]:
 def run_benchmark(bundle: str | Path, runtimes_wanted: Sequence[str] | None = None,
                   threads: Sequence[int | None] | None = None, data: str | Path | None = None,
                   n: int = 200, warmup: int = 20, precisions: Sequence[str] | None = None, device=None,
-                  timeout: float | None = None, log: Callable[[str], None] | None = None) -> dict:
+                  timeout: float | None = DEFAULT_TIMEOUT, log: Callable[[str], None] | None = None) -> dict:
     """Benchmark every runtime x precision of `bundle` (see the module docstring); returns the report.
 
     AUROCs are computed once per target (at the first thread count) when `data` is given."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -208,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--n", type=int, default=200, help="timed runs per case")
     b.add_argument("--warmup", type=int, default=20, help="untimed runs first")
     b.add_argument("--device", default=None, help="runtime device, e.g. cuda or tensorrt (onnxruntime), GPU (openvino)")
-    b.add_argument("--timeout", type=float, default=None, help="seconds allowed per case")
+    b.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per case (default 900)")
     b.add_argument("--json", default=None, metavar="OUT", help="also write the report (with the machine's description) here")
     b.set_defaults(func=cmd_benchmark)
 
@@ -220,15 +221,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(e: BaseException) -> str:
+    """The message of an error on one line (OS errors name their file)."""
+    if isinstance(e, OSError) and e.filename is not None and not isinstance(e, EdgeadError):
+        return f"{e.filename}: {e.strerror or e}"
+    return " ".join(str(e).split("\n")).strip() or type(e).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from runtimes import BackendError
 
     try:
         return args.func(args)
-    except (EdgeadError, BackendError, FileExistsError, FileNotFoundError, PermissionError, ImportError,
-            ValueError) as e:
-        print(f"edgead {args.command}: error: {e}", file=sys.stderr)
+    except BrokenPipeError:  # e.g. `edgead predict ... | head -1`: the reader left
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        print(f"edgead {args.command}: output closed before the end (broken pipe)", file=sys.stderr)
+        return EXIT_FAILED_ITEMS
+    except (EdgeadError, BackendError, OSError, ImportError, ValueError) as e:
+        print(f"edgead {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("edgead: interrupted", file=sys.stderr)

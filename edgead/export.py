@@ -15,7 +15,7 @@ import numpy as np
 from edgead import __version__, targets
 from edgead.core import bundle as bundle_io
 from edgead.core.errors import ExportError, UsageError
-from edgead.core.records import Manifest, RunRecord, same_model
+from edgead.core.records import Manifest, RunRecord, device_train_record, same_model
 
 TARGETS = targets.NAMES
 OPSET = 18
@@ -33,7 +33,7 @@ def base_manifest(cfg: RunRecord, task) -> Manifest:
         "thresholds": cfg["thresholds"],
         "edgead_version": __version__,
         "weights_sha256": cfg["weights_sha256"],
-        "provenance": {"train": cfg.get("train", {}), "complexity": cfg.get("complexity", {}),
+        "provenance": {"train": device_train_record(cfg.get("train", {})), "complexity": cfg.get("complexity", {}),
                        "metrics": cfg.get("metrics")},
     }
 

@@ -97,7 +97,11 @@ def load(name: str, artefact_path, threads: int | None = None, device=None, **op
 
     threads: intra-op threads (None: runtime default). device: runtime-specific
     (ONNX Runtime provider name(s), OpenVINO device string, torch device); None is CPU.
-    options: backend-specific keyword arguments (e.g. ``output_names`` for torch).
+    options: backend-specific keyword arguments (``output_names`` for torch; ``files``, a
+    {file name: bytes} of content the caller already read and verified, for the file backends,
+    so that what runs is exactly what was checked).
+    Every backend is safe to share between threads (one infer request / interpreter per thread
+    where the runtime's own object is not).
     Raises RuntimeNotInstalled if the runtime is missing, BackendError if the file won't load.
     """
     module = importlib.import_module(f"{__name__}.{_MODULES[_check_name(name)]}")

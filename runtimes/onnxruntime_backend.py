@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import warnings
 
+from pathlib import Path
+
 import numpy as np
 
 from .base import Backend, BackendError, RuntimeNotInstalled, check_file
@@ -52,9 +54,10 @@ def providers_for(device, have: list[str]) -> list[str]:
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, path, threads=None, device=None):
+    def __init__(self, path, threads=None, device=None, files=None):
         ort = _import()
-        path = check_file(path, self.name, (".onnx", ".ort"))
+        content = (files or {}).get(Path(path).name)
+        path = Path(path) if content is not None else check_file(path, self.name, (".onnx", ".ort"))
         super().__init__(path, threads)
         opts = ort.SessionOptions()
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -63,7 +66,7 @@ class OnnxRuntimeBackend(Backend):
             opts.intra_op_num_threads = self.threads
         self.providers = providers_for(device, ort.get_available_providers())
         try:
-            self.session = ort.InferenceSession(str(path), sess_options=opts,
+            self.session = ort.InferenceSession(content if content is not None else str(path), sess_options=opts,
                                                 providers=self.providers)
         except Exception as exc:
             raise BackendError(f"onnxruntime: cannot load {str(path)!r}: {exc}") from exc
@@ -81,6 +84,7 @@ class OnnxRuntimeBackend(Backend):
         return dict(zip(self.output_names, outs))
 
 
-def load(path, threads=None, device=None) -> OnnxRuntimeBackend:
-    """Open an .onnx file on CPU, or on the given provider(s) when this build has them."""
-    return OnnxRuntimeBackend(path, threads=threads, device=device)
+def load(path, threads=None, device=None, files=None) -> OnnxRuntimeBackend:
+    """Open an .onnx file on CPU, or on the given provider(s) when this build has them.
+    `files` ({file name: bytes}) supplies the content already read (and verified) by the caller."""
+    return OnnxRuntimeBackend(path, threads=threads, device=device, files=files)

@@ -1,7 +1,10 @@
-"""OpenVINO backend (.xml + .bin), and ONNX -> OpenVINO IR conversion."""
+"""OpenVINO backend (.xml + .bin), and ONNX -> OpenVINO IR conversion.
+
+Safe to share between threads: each thread gets its own infer request of the one compiled model."""
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +34,14 @@ def compile_config(device: str, threads: int | None) -> dict:
 class OpenVINOBackend(Backend):
     name = "openvino"
 
-    def __init__(self, path, threads=None, device=None):
+    def __init__(self, path, threads=None, device=None, files=None):
         ov = _import()
-        path = check_file(path, self.name, (".xml", ".onnx", ".tflite"))
-        if path.suffix.lower() == ".xml" and not path.with_suffix(".bin").is_file():
+        files = files or {}
+        xml, weights = files.get(Path(path).name), files.get(Path(path).with_suffix(".bin").name)
+        path = Path(path) if xml is not None else check_file(path, self.name, (".xml", ".onnx", ".tflite"))
+        if xml is not None and weights is None and path.suffix.lower() == ".xml":
+            raise BackendError(f"openvino: the weights of {path.name} ({path.with_suffix('.bin').name}) were not supplied")
+        if xml is None and path.suffix.lower() == ".xml" and not path.with_suffix(".bin").is_file():
             raise BackendError(f"openvino: weights file {str(path.with_suffix('.bin'))!r} "
                                f"(beside {path.name}) does not exist")
         super().__init__(path, threads)
@@ -42,16 +49,27 @@ class OpenVINOBackend(Backend):
         self.config = compile_config(self.device, self.threads)
         try:
             core = ov.Core()
-            model = core.read_model(str(path))
+            if xml is not None:  # exactly the bytes the caller verified; nothing is re-read from disk
+                model = core.read_model(xml.decode("utf-8"), ov.Tensor(np.frombuffer(weights, np.uint8).copy()))
+            else:
+                model = core.read_model(str(path))
             self.compiled = core.compile_model(model, self.device, self.config)
         except Exception as exc:
             raise BackendError(f"openvino: cannot load {str(path)!r} on {self.device}: {exc}") from exc
-        self.request = self.compiled.create_infer_request()
+        self._local = threading.local()  # one infer request per thread: a request is not thread-safe
         self.input_names = [_port_name(p, i, "input") for i, p in enumerate(self.compiled.inputs)]
         self.output_names = [_port_name(p, i, "output") for i, p in enumerate(self.compiled.outputs)]
         self.input_shapes = {
             n: tuple(d.get_length() if d.is_static else None for d in p.get_partial_shape())
             for n, p in zip(self.input_names, self.compiled.inputs)}
+
+    @property
+    def request(self):
+        """This thread's infer request (created on first use)."""
+        req = getattr(self._local, "request", None)
+        if req is None:
+            req = self._local.request = self.compiled.create_infer_request()
+        return req
 
     def _run(self, feed):
         ports = self.compiled.inputs
@@ -67,9 +85,10 @@ def _port_name(port, i: int, kind: str) -> str:
         return f"{kind}_{i}"
 
 
-def load(path, threads=None, device=None) -> OpenVINOBackend:
-    """Compile an OpenVINO IR (.xml with its .bin) for `device` (default "CPU")."""
-    return OpenVINOBackend(path, threads=threads, device=device)
+def load(path, threads=None, device=None, files=None) -> OpenVINOBackend:
+    """Compile an OpenVINO IR (.xml with its .bin) for `device` (default "CPU"). `files`
+    ({file name: bytes}) supplies both files' content already read (and verified) by the caller."""
+    return OpenVINOBackend(path, threads=threads, device=device, files=files)
 
 
 def compile_from_onnx(onnx_path: str | os.PathLike, xml_path: str | os.PathLike) -> Path:

@@ -91,17 +91,21 @@ def samples(record):
 
 # ------------------------------------------------------------------------------ training
 
-def test_run_is_complete_and_small(signal_run):
+def test_run_is_complete_and_small(signal_run, torch_predictor, samples):
     cfg = json.loads((signal_run / "run.json").read_text())
     assert cfg["task"] == "signal" and cfg["model"]["name"] == "mmae"
     assert cfg["input"]["rate"] == MODEL_RATE and cfg["input"]["length"] == 128 and cfg["input"]["hop"] == 32
     c = cfg["complexity"]
     assert 0 < c["params"] < 500_000 and c["flops_per_window"] > 1e5 and c["masks_per_window"] == 4
-    for level in ("window", "point"):
-        th = cfg["thresholds"][level]
-        assert th["active"] == "normal_quantile" and np.isfinite(th["values"]["normal_quantile"])
     split = cfg["train"]["split"]
     assert split["kind"] == "series" and split["fit_end"] < split["train_end"] < split["n"] == 24000
+    held = torch_predictor.predict(samples[:: SRC_RATE // MODEL_RATE][split["fit_end"]:split["train_end"]])  # scored here
+    scores = {"window": [w.raw_score for w in held.windows],
+              "point": [held.point_score[w.start:w.start + 128].max() for w in held.windows]}
+    for level in ("window", "point"):  # the 0.99 quantile of the held-out part's scores
+        th = cfg["thresholds"][level]
+        assert th["active"] == "normal_quantile" and th["values"]["normal_quantile"] == pytest.approx(
+            np.quantile(scores[level], 0.99), rel=1e-4), level
 
 
 def test_default_model_is_under_half_a_million_parameters():

@@ -2,6 +2,7 @@
 both tasks still load (golden copies written by edgead 0.1.0 before the restructure), outputs
 are named once, and a run or bundle of one task used as another's gets a clear error."""
 import ast
+import hashlib
 import json
 import shutil
 import subprocess
@@ -115,17 +116,18 @@ def test_benchmark_works_on_a_signal_bundle(signal_bundle_v1, tmp_path, capsys):
 
 # ------------------------------------------------------------------------------ named outputs
 
-def test_every_fresh_artefact_names_the_task_outputs(tiny_bundle):
+def test_every_fresh_artefact_names_the_task_outputs(tiny_bundle, tiny_run):
     from edgead.core.bundle import load_manifest
 
     m = load_manifest(tiny_bundle)
+    weights = hashlib.sha256((tiny_run / "weights.safetensors").read_bytes()).hexdigest()  # hashed here
     for key, art in m["artefacts"].items():
         rt = targets.runtime_of(key, art)
         if not runtimes.available(rt):
             continue
         backend = runtimes.load(rt, tiny_bundle / art["file"])
         assert list(backend.output_names) == ["anomaly_map"], (key, backend.output_names)
-        assert art["weights_sha256"] == m["weights_sha256"]
+        assert art["weights_sha256"] == m["weights_sha256"] == weights
         assert art["parity_input"].startswith("training image train/good/")
 
 

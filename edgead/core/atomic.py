@@ -1,13 +1,21 @@
-"""Atomic folder writes: build in a temporary sibling, fsync, rename into place."""
+"""Atomic folder writes: build in a temporary sibling, fsync, swap into place, under a lock;
+leftovers of an interrupted write are cleaned (or restored) by the next one."""
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import sys
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows: no cross-process lock
+    fcntl = None
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -31,9 +39,34 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_RENAME_EXCHANGE = 2  # renameat2 flag (Linux >= 3.15)
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
+
+
 def swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished `tmp` to `out`; an old bundle (or empty folder) is moved aside first
-    and deleted after, or moved back if the final rename fails."""
+    """Make the finished `tmp` the folder at `out`. Where the OS can swap two paths atomically,
+    `out` never stops existing (a reader sees the old or the new folder, never none); elsewhere
+    the old folder is moved aside, the new one renamed in, and the old one deleted (or moved
+    back if the rename fails; `recover` restores it after a crash in between)."""
+    if out.exists() and _exchange(tmp, out):
+        fsync_dir(out.parent)
+        shutil.rmtree(tmp, ignore_errors=True)  # now the old content
+        return
     old = None
     if out.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
@@ -48,6 +81,50 @@ def swap_into_place(tmp: Path, out: Path) -> None:
     fsync_dir(out.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def recover(out: Path) -> None:
+    """Clean what an interrupted write left beside `out` (call it holding `out`'s lock): a
+    half-built `.NAME.tmp-*` folder is deleted; a `.NAME.old-*` copy is put back if `out` is
+    gone (killed between the two renames), else deleted."""
+    if not out.parent.is_dir():
+        return
+    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+    olds = sorted(out.parent.glob(f".{out.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if olds and not out.exists():
+        os.rename(olds.pop(), out)
+    for old in olds:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+_held = threading.local()  # the folders this thread holds locked (for re-entry)
+
+
+@contextmanager
+def locked(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock for writing `out` across processes (flock on its parent folder,
+    which leaves no lock file behind), so that two writers never interleave; re-entrant within
+    a thread. No-op where fcntl is missing (Windows)."""
+    out = Path(out).absolute()
+    key = str(out.parent)
+    held = _held.__dict__.setdefault("folders", set())
+    if key in held or fcntl is None:
+        yield
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # per open file: other threads' and processes' opens wait
+        held.add(key)
+        try:
+            recover(out)
+            yield
+        finally:
+            held.discard(key)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _usual_file_modes(folder: Path) -> None:
@@ -76,13 +153,15 @@ def atomic_folder(out: str | os.PathLike, marker: str) -> Iterator[Path]:
     An existing `out` is replaced only if it holds `marker` (i.e. it is ours) or is empty."""
     out = check_replaceable(out, marker)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        os.chmod(tmp, 0o755)
-        yield tmp
-        _usual_file_modes(tmp)
-        fsync_dir(tmp)
-        swap_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with locked(out):
+        check_replaceable(out, marker)  # again: another writer may have finished meanwhile
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        try:
+            os.chmod(tmp, 0o755)
+            yield tmp
+            _usual_file_modes(tmp)
+            fsync_dir(tmp)
+            swap_into_place(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise

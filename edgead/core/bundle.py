@@ -25,12 +25,13 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from edgead import __version__
-from edgead.core.atomic import fsync_dir as _fsync_dir, swap_into_place as _swap_into_place, write_json as _write_json
+from edgead.core.atomic import fsync_dir as _fsync_dir, locked, swap_into_place as _swap_into_place, write_json as _write_json
 from edgead.core.errors import BundleError
-from edgead.core.records import MANIFEST_REQUIRED, SCHEMA_VERSION
+from edgead.core.records import MANIFEST_KEYS, MANIFEST_REQUIRED, SCHEMA_VERSION
 
 MANIFEST = "edgead.json"
 REQUIRED_KEYS = MANIFEST_REQUIRED
+DIGEST = "manifest_sha256"  # of the manifest itself (optional in schema 1: bundles before it lack it)
 _CHUNK = 1 << 20
 
 
@@ -63,23 +64,26 @@ def write_bundle(out_dir: str | os.PathLike, manifest: Mapping,
                               f"(for {name!r}) does not exist")
     _check_target(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        os.chmod(tmp, 0o755)
-        table = {}
-        for name, src in sorted(sources.items()):
-            dst = tmp / name
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            table[name] = _copy_file(src, dst)
-        manifest["files"] = table
-        for art in manifest["artefacts"].values():
-            art.update(table[art["file"]])
-        _write_json(tmp / MANIFEST, manifest)
-        _fsync_dir(tmp)
-        _swap_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with locked(out):
+        _check_target(out)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        try:
+            os.chmod(tmp, 0o755)
+            table = {}
+            for name, src in sorted(sources.items()):
+                dst = tmp / name
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                table[name] = _copy_file(src, dst)
+            manifest["files"] = table
+            for art in manifest["artefacts"].values():
+                art.update(table[art["file"]])
+            manifest[DIGEST] = manifest_digest(manifest)
+            _write_json(tmp / MANIFEST, manifest)
+            _fsync_dir(tmp)
+            _swap_into_place(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return out
 
 
@@ -106,7 +110,12 @@ def update_bundle(bundle_dir: str | os.PathLike, manifest: Mapping | None,
     `artefacts` maps a target key to (its files {name in bundle: source}, its manifest entry).
     If the bundle does not exist yet, `manifest` is the base manifest to create it with; if it
     exists, the top-level keys of `manifest` (if given) update it. Other targets are kept."""
-    bundle = Path(bundle_dir)
+    bundle = Path(bundle_dir).absolute()
+    with locked(bundle):  # read and rewrite as one step: a concurrent writer's targets are kept
+        return _update_locked(bundle, manifest, artefacts)
+
+
+def _update_locked(bundle: Path, manifest: Mapping | None, artefacts) -> Path:
     if (bundle / MANIFEST).is_file():
         base = load_manifest(bundle, verify=True)
         existing = {n: bundle / n for n in base.get("files", {})}
@@ -213,9 +222,16 @@ def load_manifest(bundle_dir: str | os.PathLike, verify: bool = True) -> dict:
     if not isinstance(m, dict):
         raise BundleError(f"{str(path)!r} should hold a JSON object; re-export the bundle")
     _check_schema(m, path)
+    if DIGEST in m and m[DIGEST] != manifest_digest(m):
+        raise BundleError(f"{str(path)!r} was edited after export (its {DIGEST} does not match its content: "
+                          "a threshold, input statistic or file entry changed); re-export the bundle")
     missing = [k for k in REQUIRED_KEYS if k not in m]
     if missing:
         raise BundleError(f"{str(path)!r} lacks required key(s) {missing}; re-export the bundle")
+    unknown = sorted(set(m) - set(MANIFEST_KEYS))
+    if unknown:
+        raise BundleError(f"{str(path)!r} has key(s) {unknown} that schema {SCHEMA_VERSION} does not define "
+                          "(written by another tool, or edited by hand?); re-export the bundle")
     _check_entries(m, path)
     if verify:
         verify_files(bundle, m)
@@ -246,6 +262,11 @@ def _check_entries(m: dict, path: Path) -> None:
     for target, art in arts.items():
         if not isinstance(art, dict) or not isinstance(art.get("file"), str):
             raise BundleError(f"{str(path)!r}: artefact {target!r} needs a 'file' entry")
+        if art["file"].lower().endswith(".xml"):  # OpenVINO opens the .bin beside it by itself
+            weights = art["file"][:-4] + ".bin"
+            if weights not in artefact_files(art):
+                raise BundleError(f"{str(path)!r}: artefact {target!r} does not list {weights!r}, which OpenVINO "
+                                  f"opens beside {art['file']!r}; its checksum must be in the manifest; re-export the bundle")
         for name in artefact_files(art):
             _safe_name(name, str(path))
             if name not in files and name == art["file"] and "sha256" in art:
@@ -257,22 +278,52 @@ def _check_entries(m: dict, path: Path) -> None:
 
 def verify_files(bundle_dir: str | os.PathLike, manifest: dict) -> None:
     """Check that every file listed in the manifest exists with its recorded size and sha256."""
-    bundle = Path(bundle_dir)
+    for name in manifest.get("files", {}):
+        _verified(Path(bundle_dir), manifest, name, keep=False)
+
+
+def read_verified(bundle_dir: str | os.PathLike, manifest: Mapping, names: list[str]) -> dict[str, bytes]:
+    """The bytes of `names`, read once and checked against the manifest: a runtime given these
+    runs exactly what was verified (a file swapped after the check is never opened)."""
+    return {name: _verified(Path(bundle_dir), manifest, name, keep=True) for name in names}
+
+
+def _verified(bundle: Path, manifest: Mapping, name: str, keep: bool) -> bytes | None:
+    entry = manifest.get("files", {}).get(name)
     owners = {n: t for t, a in manifest.get("artefacts", {}).items() for n in artefact_files(a)}
-    for name, entry in manifest.get("files", {}).items():
-        p = bundle / name
-        what = f"file {name!r}" + (f" (target {owners[name]!r})" if name in owners else "")
-        fix = "re-export the bundle"
-        if not p.is_file():
-            raise BundleError(f"bundle {str(bundle)!r}: {what} is missing; {fix}")
-        size = p.stat().st_size
-        if entry.get("bytes") is not None and size != entry["bytes"]:
-            kind = "truncated" if size < entry["bytes"] else "larger than recorded"
-            raise BundleError(f"bundle {str(bundle)!r}: {what} is {kind} ({size} bytes, manifest "
-                              f"says {entry['bytes']}); {fix}")
-        if sha256_file(p) != entry["sha256"]:
-            raise BundleError(f"bundle {str(bundle)!r}: {what} does not match its sha256 "
-                              f"(modified or corrupted); {fix}")
+    what = f"file {name!r}" + (f" (target {owners[name]!r})" if name in owners else "")
+    fix = "re-export the bundle"
+    if entry is None:
+        raise BundleError(f"bundle {str(bundle)!r}: {what} is not listed in {MANIFEST}; {fix}")
+    p = bundle / name
+    if any(q.is_symlink() for q in (p, *list(p.parents)[: len(PurePosixPath(name).parts) - 1])):
+        raise BundleError(f"bundle {str(bundle)!r}: {what} is a symbolic link; a bundle holds regular files "
+                          f"only (a link could point outside it); {fix}")
+    if not p.is_file():
+        raise BundleError(f"bundle {str(bundle)!r}: {what} is missing; {fix}")
+    h, size, chunks = hashlib.sha256(), 0, []
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            h.update(chunk)
+            size += len(chunk)
+            if keep:
+                chunks.append(chunk)
+    if entry.get("bytes") is not None and size != entry["bytes"]:
+        kind = "truncated" if size < entry["bytes"] else "larger than recorded"
+        raise BundleError(f"bundle {str(bundle)!r}: {what} is {kind} ({size} bytes, manifest "
+                          f"says {entry['bytes']}); {fix}")
+    if h.hexdigest() != entry["sha256"]:
+        raise BundleError(f"bundle {str(bundle)!r}: {what} does not match its sha256 "
+                          f"(modified or corrupted); {fix}")
+    return b"".join(chunks) if keep else None
+
+
+def manifest_digest(manifest: Mapping) -> str:
+    """sha256 of the canonical JSON of the manifest without its own digest: any edit of a
+    threshold, an input statistic or a file entry changes it."""
+    body = {k: v for k, v in manifest.items() if k != DIGEST}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+                          .encode("utf-8")).hexdigest()
 
 
 def artefact_path(bundle_dir: str | os.PathLike, manifest: Mapping, target: str) -> Path:

@@ -6,6 +6,7 @@ Torch-free: torch is imported only to run a training run folder directly."""
 from __future__ import annotations
 
 import platform
+import time
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
@@ -14,7 +15,7 @@ import numpy as np
 import runtimes
 from edgead import targets
 from edgead.core import bundle as bundle_io
-from edgead.core.errors import TaskMismatch, UsageError
+from edgead.core.errors import BundleError, TaskMismatch, UsageError
 from edgead.core.records import Manifest, RunRecord, task_of
 from edgead.core.run import is_run, read_run_config
 
@@ -40,20 +41,28 @@ def choose_target(manifest: Mapping, runtime: str = "auto", precision: str = "au
         want = [runtime]
     else:
         raise UsageError(f"unknown runtime {runtime!r}; choose from {', '.join(runtimes.BACKENDS)} or 'auto'")
-    candidates = [(t, a) for t, a in arts.items() if targets.runtime_of(t, a) in want]
+    candidates = [(t, a) for t, a in arts.items() if a.get("runtime") != targets.TORCH and _runtime(t, a) in want]
     if precision != "auto":
         candidates = [(t, a) for t, a in candidates if a.get("precision", "fp32") == precision]
-    usable = [(t, a) for t, a in candidates if runtimes.available(targets.runtime_of(t, a))]
+    usable = [(t, a) for t, a in candidates if runtimes.available(_runtime(t, a))]
     if not usable:
-        have = {t: f"{targets.runtime_of(t, a)}/{a.get('precision', 'fp32')}" for t, a in arts.items()}
+        have = {t: f"{_runtime(t, a)}/{a.get('precision', 'fp32')}" for t, a in arts.items()}
         hint = f"installed runtimes: {runtimes.installed() or 'none'}"
         raise UsageError(f"no artefact in the bundle fits runtime={runtime!r}, precision={precision!r} "
                          f"(bundle has {have}; {hint}); install one with pip install 'edgead[onnxruntime]' "
                          f"(or [openvino], [tflite]) or export that target")
     order = {"int8": 0, "fp32": 1} if precision == "auto" else {}
     rank = {n: i for i, n in enumerate(want)}
-    usable.sort(key=lambda ta: (rank[targets.runtime_of(*ta)], order.get(ta[1].get("precision", "fp32"), 2)))
+    usable.sort(key=lambda ta: (rank[_runtime(*ta)], order.get(ta[1].get("precision", "fp32"), 2)))
     return usable[0][0]
+
+
+def _runtime(key: str, art: Mapping) -> str:
+    """The runtime of an artefact; "?" for a key this edgead does not know (never chosen)."""
+    try:
+        return targets.runtime_of(key, art)
+    except UsageError:
+        return "?"
 
 
 def legacy_output_names(produced: list[str], wanted: tuple[str, ...]) -> dict[str, str]:
@@ -62,6 +71,32 @@ def legacy_output_names(produced: list[str], wanted: tuple[str, ...]) -> dict[st
     if len(produced) == len(wanted) and all(n == f"output_{i}" for i, n in enumerate(produced)):
         return dict(zip(produced, wanted))
     return {}
+
+
+def _open_bundle(path: Path, target: str | None, runtime: str, precision: str, check_task, tries: int = 3):
+    """(manifest, target key, artefact entry, {file: verified bytes}). A bundle being rewritten
+    by another process while we read it can pair the old manifest with a new file: that shows as
+    a checksum error with a manifest that changed meanwhile, and is read again."""
+    manifest_file = path / bundle_io.MANIFEST
+    for attempt in range(tries):
+        before = manifest_file.read_bytes() if manifest_file.is_file() else None
+        try:
+            manifest = bundle_io.load_manifest(path, verify=True)
+            check_task(manifest, path, "bundle")
+            key = target or choose_target(manifest, runtime, precision)
+            bundle_io.artefact_path(path, manifest, key)  # names the bundle's targets if unknown
+            art = manifest["artefacts"][key]
+            rt = _runtime(key, art)
+            if rt not in runtimes.BACKENDS or rt == targets.TORCH:
+                raise BundleError(f"{path}: artefact {key!r} is for {rt!r}; a bundle carries ONNX, OpenVINO or TFLite "
+                                  "artefacts only (torch programs can unpickle code, so they are never loaded from one)")
+            return manifest, key, art, bundle_io.read_verified(path, manifest, bundle_io.artefact_files(art))
+        except BundleError:
+            after = manifest_file.read_bytes() if manifest_file.is_file() else None
+            if after == before or attempt == tries - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 class BasePredictor:
@@ -86,12 +121,9 @@ class BasePredictor:
             backend = runtimes.load(targets.TORCH, model, threads=threads, output_names=list(model.outputs))
             self._init(record, backend, targets.TORCH, "fp32")
             return
-        manifest = bundle_io.load_manifest(path, verify=True)
-        self._check_task(manifest, path, "bundle")
-        key = target or choose_target(manifest, runtime, precision)
-        file = bundle_io.artefact_path(path, manifest, key)  # names the bundle's targets if unknown
-        art = manifest["artefacts"][key]
-        backend = runtimes.load(targets.runtime_of(key, art), file, threads=threads, device=device)
+        manifest, key, art, content = _open_bundle(path, target, runtime, precision, self._check_task)
+        rt = targets.runtime_of(key, art)
+        backend = runtimes.load(rt, path / art["file"], threads=threads, device=device, files=content)
         self._init(manifest, backend, key, art.get("precision", "fp32"))
 
     @classmethod

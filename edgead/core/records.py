@@ -4,6 +4,9 @@ below instead of digging into nested dicts. Fields added after schema 1 are opti
 every schema-1 file ever written still loads (tests/golden holds one of each task)."""
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
 from typing import Any, Mapping, TypedDict
 
 SCHEMA_VERSION = 1
@@ -74,6 +77,9 @@ class Manifest(TypedDict, total=False):
     files: dict[str, dict[str, Any]]
 
 
+MANIFEST_KEYS = tuple(Manifest.__annotations__) + ("manifest_sha256",)
+
+
 def task_of(record: Mapping) -> str:
     return record.get("task") or LEGACY_TASK
 
@@ -99,3 +105,31 @@ def same_model(a: Mapping, b: Mapping) -> bool:
         return wa == wb
     keys = ("model", "input", "post", "thresholds")
     return all(a.get(k) == b.get(k) for k in keys)
+
+
+PATH_KEYS = ("root", "source")  # the training data's location in TrainRecord.data
+
+
+def path_digest(path: str | Path) -> str:
+    return hashlib.sha256(str(Path(path).expanduser().resolve()).encode("utf-8")).hexdigest()
+
+
+def device_train_record(train: Mapping) -> dict:
+    """A run's training record as a bundle carries it: the data's location (which names user
+    folders) becomes its base name plus a sha256 of the full path, enough to recognise the same
+    folder on the training machine and nothing more."""
+    out = json.loads(json.dumps(dict(train)))
+    data = out.get("data", {})
+    for key in PATH_KEYS:
+        if data.get(key):
+            data[f"{key}_sha256"] = path_digest(data[key])
+            data[key] = Path(data[key]).name
+    return out
+
+
+def is_data_path(train: Mapping, key: str, folder: str | Path) -> bool:
+    """Whether `folder` is the recorded data location (full path in a run, digest in a bundle)."""
+    data = train.get("data", {})
+    if data.get(f"{key}_sha256"):
+        return data[f"{key}_sha256"] == path_digest(folder)
+    return bool(data.get(key)) and Path(data[key]).resolve() == Path(folder).resolve()

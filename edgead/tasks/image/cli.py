@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from edgead.core.errors import DataError, UsageError
+from edgead.core.output_names import unique_names
 
 EXIT_OK, EXIT_FAILED_ITEMS = 0, 1
 DEFAULT_IMAGE_SIZE, DEFAULT_RESIZE = 256, "letterbox"
@@ -69,15 +70,21 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
 
 def expand(paths: list[str]) -> list[Path]:
+    return [f for f, _ in expand_named(paths)]
+
+
+def expand_named(paths: list[str]) -> list[tuple[Path, Path]]:
+    """Image files of `paths` (files, and folders searched recursively), each with a name for its
+    outputs that mirrors its place under the folder given (unique even for same-named inputs)."""
     from edgead.tasks.image.data import IMAGE_SUFFIXES
 
-    out: list[Path] = []
+    out: list[tuple[Path, Path]] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            out += [(f, f.relative_to(p)) for f in sorted(p.rglob("*")) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
         else:
-            out.append(p)
-    return out
+            out.append((p, Path(p.name)))
+    return unique_names(out)
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
@@ -87,11 +94,11 @@ def cmd_predict(a: argparse.Namespace) -> int:
     pred = Predictor(a.bundle, runtime=a.runtime, threads=a.threads, precision=a.precision)
     if a.threshold is not None:
         pred.set_threshold(a.threshold)
-    files = expand(a.paths)
-    if not files:
+    named = expand_named(a.paths)
+    if not named:
         raise DataError(f"no images found in {' '.join(a.paths)}")
     failed = 0
-    for f in files:
+    for f, rel in named:
         try:
             img = read_image(f)
             res = pred.result(*pred.analyse(img), path=str(f))
@@ -102,12 +109,12 @@ def cmd_predict(a: argparse.Namespace) -> int:
         if a.save_maps:
             from edgead.tasks.image.visualize import save_overlay
 
-            save_overlay(Path(a.save_maps) / (f.stem + ".png"), img, res)
+            save_overlay(Path(a.save_maps) / rel.with_suffix(".png"), img, res)
         if a.json:
             print(json.dumps(res.to_json()), flush=True)
         else:
             print(f"{'ANOMALY' if res.is_anomalous else 'ok     '} score={res.score:.3f} raw={res.raw_score:.4g}  {f}", flush=True)
     if failed:
-        print(f"edgead: {failed} of {len(files)} images could not be scored", file=sys.stderr)
+        print(f"edgead: {failed} of {len(named)} images could not be scored", file=sys.stderr)
         return EXIT_FAILED_ITEMS
     return EXIT_OK

@@ -54,7 +54,7 @@ def test_samples(run, data: str | Path) -> tuple[list, Path, str]:
     if is_training_data(run, data):
         seed = int(train_of(run).get("seed", 0))
         try:
-            sp = recorded_split(run, "evaluation on the training data")
+            sp = recorded_split(run, "evaluation on the training data", root=Path(data))
         except DataError as e:  # the folder changed: re-split with the run's seed, and say so
             return open_dataset(data, seed=seed).test, Path(data), f"the test split of seed {seed} ({e})"
         if sp.recorded:

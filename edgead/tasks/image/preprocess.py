@@ -2,13 +2,19 @@
 (training, evaluation, calibration, the predictor), so all see identical input."""
 from __future__ import annotations
 
+import io
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
-import numpy as np
+MAX_IMAGE_PIXELS = int(os.environ.get("EDGEAD_MAX_IMAGE_PIXELS", 100_000_000))
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))  # a second guard, for formats
+# whose header `imagesize` cannot read; OpenCV reads it when it first decodes
 
-from edgead.core.errors import DataError
+import cv2  # noqa: E402 - after the limit above
+import numpy as np  # noqa: E402
+
+from edgead.core.errors import DataError, UsageError  # noqa: E402
 
 
 class ImageReadError(DataError):
@@ -36,7 +42,7 @@ class InputSpec:
         d["mean"], d["std"] = tuple(d["mean"]), tuple(d["std"])
         spec = cls(**d)
         if spec.resize not in ("letterbox", "stretch"):
-            raise ValueError(f"input.resize must be 'letterbox' or 'stretch', got {spec.resize!r}")
+            raise DataError(f"input.resize must be 'letterbox' or 'stretch', got {spec.resize!r}")
         return spec
 
 
@@ -55,13 +61,33 @@ class Geometry:
 _INTERP = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
 
 
+def check_pixels(encoded: bytes, where: str) -> None:
+    """Refuse an image whose header declares more than MAX_IMAGE_PIXELS pixels, before decoding
+    it: a few hundred KB of PNG can declare gigabytes of pixels (a decompression bomb)."""
+    import imagesize
+
+    w, h = imagesize.get(io.BytesIO(encoded))
+    if w > 0 and h > 0 and w * h > MAX_IMAGE_PIXELS:
+        raise ImageReadError(f"{where}: the image declares {w}x{h} pixels ({w * h / 1e6:.0f} MP), more than the "
+                             f"{MAX_IMAGE_PIXELS / 1e6:.0f} MP limit; set EDGEAD_MAX_IMAGE_PIXELS (or "
+                             "edgead.tasks.image.preprocess.MAX_IMAGE_PIXELS) to allow larger images")
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as RGB uint8 (H, W, 3); raise ImageReadError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such image file")
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ImageReadError(f"{path}: cannot read the file ({e.strerror or e})") from e
+    check_pixels(raw, str(path))
+    data = np.frombuffer(raw, dtype=np.uint8)
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    except cv2.error as e:  # OpenCV's own limits (e.g. OPENCV_IO_MAX_IMAGE_PIXELS) raise
+        raise ImageReadError(f"{path}: cannot decode image ({str(e).strip().splitlines()[-1]})") from e
     if img is None:
         raise ImageReadError(f"{path}: cannot decode image (corrupt, empty or unsupported format)")
     return as_rgb(img, color_order="BGR")
@@ -73,22 +99,26 @@ def as_rgb(image: np.ndarray, color_order: str = "RGB") -> np.ndarray:
     if img.dtype == np.uint16:
         img = (img / 257.0).round().astype(np.uint8)
     elif img.dtype.kind == "f":
-        if img.size and (np.nanmin(img) < 0 or np.nanmax(img) > 1.0 + 1e-6):
-            raise ValueError("float images must hold values in [0, 1]; pass uint8 for 0..255 data")
-        img = (np.nan_to_num(img) * 255.0).round().astype(np.uint8)
+        if img.size and not np.isfinite(img).all():
+            bad = int((~np.isfinite(img)).sum())
+            raise DataError(f"the image array holds {bad} NaN or infinite values (a failed capture or conversion?); "
+                            "pass a finite image")
+        if img.size and (img.min() < 0 or img.max() > 1.0 + 1e-6):
+            raise DataError("float images must hold values in [0, 1]; pass uint8 for 0..255 data")
+        img = (img * 255.0).round().astype(np.uint8)
     elif img.dtype != np.uint8:
-        raise ValueError(f"unsupported image dtype {img.dtype}; pass uint8, uint16 or float in [0, 1]")
+        raise DataError(f"unsupported image dtype {img.dtype}; pass uint8, uint16 or float in [0, 1]")
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
     if img.ndim != 3 or img.shape[2] not in (3, 4):
-        raise ValueError(f"expected an image of shape (H, W), (H, W, 3) or (H, W, 4), got {img.shape}")
+        raise DataError(f"expected an image of shape (H, W), (H, W, 3) or (H, W, 4), got {img.shape}")
     if min(img.shape[:2]) < 2:
-        raise ValueError(f"image is too small: {img.shape[:2]}")
+        raise DataError(f"image is too small: {img.shape[:2]}")
     order = color_order.upper()
     if order not in ("RGB", "BGR"):
-        raise ValueError(f"color_order must be 'RGB' or 'BGR', got {color_order!r}")
+        raise UsageError(f"color_order must be 'RGB' or 'BGR', got {color_order!r}")
     if img.shape[2] == 4:
         img = img[:, :, :3]
     if order == "BGR":

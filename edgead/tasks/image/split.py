@@ -14,7 +14,7 @@ from typing import Mapping
 import numpy as np
 
 from edgead.core.errors import DataError
-from edgead.core.records import split_of, train_of
+from edgead.core.records import is_data_path, split_of, train_of
 from edgead.tasks.image.data import ImageDataset, Sample, open_dataset
 
 KIND = "images"
@@ -58,18 +58,20 @@ def record(ds: ImageDataset, fit: list[Sample], holdout: list[Sample], seed: int
 
 
 def data_root(run: Mapping) -> Path | None:
-    root = train_of(run).get("data", {}).get("root")
-    return Path(root) if root else None
+    """The training data folder of a run (None in a bundle, which keeps only a digest of it)."""
+    data = train_of(run).get("data", {})
+    root = data.get("root")
+    return Path(root) if root and "root_sha256" not in data else None
 
 
 def is_training_data(run: Mapping, folder: str | Path) -> bool:
-    root = data_root(run)
-    return root is not None and Path(folder).resolve() == root.resolve()
+    return is_data_path(train_of(run), "root", folder)
 
 
-def recorded_split(run: Mapping, what: str = "this step") -> Split:
-    """The run's split as samples; raises DataError if the data is gone or changed since training."""
-    root = data_root(run)
+def recorded_split(run: Mapping, what: str = "this step", root: Path | None = None) -> Split:
+    """The run's split as samples (from `root`, default the recorded folder: a bundle keeps only
+    its digest); raises DataError if the data is gone or changed since training."""
+    root = Path(root) if root is not None else data_root(run)
     if root is None or not root.is_dir():
         raise DataError(f"the run's data folder {str(root) if root else None!r} is not there any more, "
                         f"which {what} needs; restore it or pass the images explicitly (see --help)")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgead.core.errors import DataError
+from edgead.core.output_names import unique_names
 
 DATA_KIND_HELP = "signal data: ucr, wfdb, nab, csv or npy (default: from the file)"
 
@@ -17,6 +18,10 @@ DATA_KIND_HELP = "signal data: ucr, wfdb, nab, csv or npy (default: from the fil
 def add_arguments(command: str, g: argparse._ArgumentGroup) -> None:
     if command in ("eval", "predict"):
         g.add_argument("--data-kind", default=None, help=DATA_KIND_HELP)
+    if command == "predict":
+        g.add_argument("--rate", type=float, default=None, metavar="HZ",
+                       help="the sample rate of CSV / numpy recordings, which do not store one (default: the "
+                            "model's rate, i.e. no resampling; WFDB records carry their own)")
     if command == "train":
         _add_train_arguments(g)
 
@@ -69,6 +74,15 @@ def cmd_eval(a: argparse.Namespace) -> int:
     return 0
 
 
+def _rate(d, given: float | None, model_rate: float | None, path: str) -> float | None:
+    """The recording's rate: its own (WFDB), else --rate, else the model's (no resampling)."""
+    if given is not None and model_rate is None:
+        raise DataError(f"the model was trained on fixed-length samples without a sample rate; leave out --rate {given:g}")
+    if given is not None and d.rate is not None and given != d.rate:
+        raise DataError(f"{path} records its own rate ({d.rate:g} Hz); leave out --rate {given:g}")
+    return d.rate if d.rate is not None else given if given is not None else model_rate
+
+
 def cmd_predict(a: argparse.Namespace) -> int:
     """Score signal files (UCR samples, WFDB records, CSV, numpy): one JSON line per sample or window."""
     from edgead.tasks.signal.data import SampleSet, load_with_channels
@@ -78,16 +92,18 @@ def cmd_predict(a: argparse.Namespace) -> int:
     if a.threshold is not None:
         pred.set_threshold(a.threshold)
     failed = 0
+    names = {str(f): rel for f, rel in unique_names([(Path(p), Path(Path(p).name)) for p in a.paths])}
     for path in a.paths:
         try:
             d, _ = load_with_channels(path, a.data_kind, list(pred.spec.channel_names))
             if isinstance(d, SampleSet):
                 s = pred.score_windows(d.values)
                 rows = [{"path": path, "index": i, "raw_score": float(r), "score": round(float(n), 6),
-                         "is_anomalous": bool(f)} for i, (r, n, f) in enumerate(zip(s.window_score, s.score, s.is_anomalous))]
+                         "is_anomalous": bool(f), **({"fault": q} if q else {})}
+                        for i, (r, n, f, q) in enumerate(zip(s.window_score, s.score, s.is_anomalous, s.fault))]
                 points = None
             else:
-                res = pred.predict(d.values, rate=d.rate)
+                res = pred.predict(d.values, rate=_rate(d, a.rate, pred.spec.rate, path), missing=d.missing)
                 rows = [{"path": path, "end": w.start + pred.spec.length, **w.to_json()} for w in res.windows]
                 points = res.point_score
         except (DataError, ValueError, OSError) as e:
@@ -95,7 +111,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
             print(json.dumps({"path": path, "error": str(e)}) if a.json else f"ERROR {path}: {e}", flush=True)
             continue
         if a.save_maps and points is not None:
-            out = Path(a.save_maps) / (Path(path).stem + "_points.csv")
+            out = Path(a.save_maps) / names[path].with_name(names[path].stem + "_points.csv")
             out.parent.mkdir(parents=True, exist_ok=True)
             np.savetxt(out, points, fmt="%.6g", header="point_score", comments="")
         if a.json:
@@ -103,9 +119,12 @@ def cmd_predict(a: argparse.Namespace) -> int:
                 print(json.dumps(r), flush=True)
         else:
             flagged = sum(r["is_anomalous"] for r in rows)
+            faults = sum("fault" in r for r in rows)
             top = max(rows, key=lambda r: r["raw_score"])
             where = f"index {top['index']}" if "index" in top else f"window at {top['start']}"
-            print(f"{'ANOMALY' if flagged else 'ok     '} {flagged}/{len(rows)} flagged, highest score "
+            state = "FAULT  " if faults else "ANOMALY" if flagged else "ok     "
+            extra = f", {faults} with a sensor fault ({', '.join(sorted({r['fault'] for r in rows if 'fault' in r}))})" if faults else ""
+            print(f"{state} {flagged}/{len(rows)} flagged{extra}, highest score "
                   f"{top['score']:.3f} ({where})  {path}", flush=True)
     if failed:
         print(f"edgead: {failed} of {len(a.paths)} files could not be scored", file=sys.stderr)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgead.core.errors import DataError
+from edgead.tasks.signal.preprocess import fill_gaps
 
 KINDS = ("ucr", "wfdb", "nab", "csv", "npy")
 # WFDB beat annotation symbols (PhysioNet's "beat" codes); everything else ('+', '~', '|', ...) is not a beat.
@@ -60,6 +61,7 @@ class Series:
     beats: np.ndarray | None = None  # (B,) sample indices of annotated beats
     beat_labels: np.ndarray | None = None  # (B,) 0 = N, 1 = any other beat type
     beat_symbols: list[str] | None = None
+    missing: np.ndarray | None = None  # (T,) bool: samples that were missing (NaN, empty) and filled
 
     def fingerprint(self) -> str:
         return _fingerprint(self.values, self.kind)
@@ -250,8 +252,7 @@ def load_wfdb(path: Path, channels: list[str] | None = None) -> Series:
     names = list(rec.sig_name or [f"ch{i}" for i in range(values.shape[1])])
     idx = _pick_channels(names, channels, str(base))
     values, names = values[:, idx], [names[i] for i in idx]
-    values = _fill_nan(values, str(base))
-    s = Series(values, str(base), "wfdb", float(rec.fs), names)
+    s = _series(values, str(base), "wfdb", float(rec.fs), names)
     if base.with_suffix(".atr").is_file():
         try:
             ann = wfdb.rdann(str(base), "atr")
@@ -278,19 +279,11 @@ def _pick_channels(names: list[str], wanted: list[str] | None, where: str) -> li
     return out
 
 
-def _fill_nan(values: np.ndarray, where: str) -> np.ndarray:
-    """Linear interpolation over missing samples (WFDB marks them as NaN); error if a channel is all NaN."""
-    bad = ~np.isfinite(values)
-    if not bad.any():
-        return values
-    t = np.arange(len(values))
-    for c in range(values.shape[1]):
-        b = bad[:, c]
-        if b.all():
-            raise DataError(f"{where}: channel {c} has no valid samples")
-        if b.any():
-            values[b, c] = np.interp(t[b], t[~b], values[~b, c])
-    return values
+def _series(values: np.ndarray, source: str, kind: str, rate: float | None, names: list[str]) -> Series:
+    """A Series with its missing samples filled as the predictor fills them (preprocess.fill_gaps),
+    remembering which were missing."""
+    filled, missing = fill_gaps(values, source)
+    return Series(filled, source, kind, rate, names, missing=missing)
 
 
 # ------------------------------------------------------------------------------ CSV / NAB / numpy
@@ -337,7 +330,7 @@ def load_csv(path: Path, channels: list[str] | None = None) -> Series:
         values = np.array([[float(r[j]) if r[j].strip() else np.nan for j in cols] for r in rows], np.float32)
     except ValueError as e:
         raise DataError(f"{path}: non-numeric value in a value column ({e})") from e
-    s = Series(_fill_nan(values, str(path)), str(path), "csv", None, [names[i] for i in pick])
+    s = _series(values, str(path), "csv", None, [names[i] for i in pick])
     if label_col is not None:
         s.point_labels = np.array([float(r[label_col] or 0) > 0 for r in rows], np.uint8)
     return s
@@ -355,7 +348,7 @@ def load_nab(path: Path) -> Series:
         values = np.array([[float(r[vi])] for r in rows], np.float32)
     except ValueError as e:
         raise DataError(f"{path}: bad timestamp or value ({e})") from e
-    s = Series(_fill_nan(values, str(path)), str(path), "nab", None, ["value"])
+    s = _series(values, str(path), "nab", None, ["value"])
     root = nab_root(path)
     if root is not None:
         key = path.resolve().relative_to((root / "data").resolve()).as_posix()
@@ -392,7 +385,7 @@ def load_npy(path: Path, channels: list[str] | None = None) -> Series:
         raise DataError(f"{path}: expected a (T,) or (T, C) array, got shape {values.shape}")
     names = [f"ch{i}" for i in range(values.shape[1])]
     pick = _pick_channels(names, channels, str(path))
-    s = Series(_fill_nan(values[:, pick].copy(), str(path)), str(path), "npy", None, [names[i] for i in pick])
+    s = _series(values[:, pick], str(path), "npy", None, [names[i] for i in pick])
     if labels is not None:
         labels = np.asarray(labels).ravel()
         if len(labels) != len(values):

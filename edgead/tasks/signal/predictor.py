@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgead.core.errors import UsageError
+from edgead.core.errors import DataError, UsageError
 from edgead.core.predictor import BasePredictor
 from edgead.core.thresholds import ThresholdSet
-from edgead.tasks.signal.preprocess import (Resampler, SignalSpec, as_series, as_windows, cut_windows, normalize,
-                                            overlap_mean, window_starts)
+from edgead.tasks.signal.preprocess import (Resampler, SignalSpec, as_series, as_windows, cut_windows, fill_gaps,
+                                            normalize, overlap_mean, window_faults, window_starts)
 
 MAX_BATCH = 64  # windows per runtime call when the artefact takes any batch size
 
@@ -37,6 +37,7 @@ class WindowScores:
     window_score: np.ndarray
     score: np.ndarray
     is_anomalous: np.ndarray
+    fault: list = field(default_factory=list)  # per window: None, or "flat" / "saturated" / "dropout"
 
 
 @dataclass
@@ -45,10 +46,17 @@ class WindowResult:
     raw_score: float
     score: float  # normalised: 0.5 = the window threshold
     is_anomalous: bool
+    fault: str | None = None  # "flat", "saturated" or "dropout": the sensor, not the signal, is suspect
+
+    @property
+    def state(self) -> str:
+        """"fault", "anomalous" or "normal": a faulty window is never reported as normal."""
+        return "fault" if self.fault else "anomalous" if self.is_anomalous else "normal"
 
     def to_json(self) -> dict:
-        return {"start": self.start, "raw_score": self.raw_score, "score": round(self.score, 6),
-                "is_anomalous": self.is_anomalous}
+        out = {"start": self.start, "raw_score": self.raw_score, "score": round(self.score, 6),
+               "is_anomalous": self.is_anomalous}
+        return {**out, "fault": self.fault} if self.fault else out
 
 
 @dataclass
@@ -133,39 +141,64 @@ class SignalPredictor(BasePredictor):
 
     def score_windows(self, windows: np.ndarray) -> WindowScores:
         """Raw fixed-length windows (N, C, L) or (N, L) -> scores (normalisation happens here)."""
-        point, win = self.raw_scores(normalize(as_windows(windows, self.spec), self.spec))
-        return WindowScores(point, win, self._normalized(win), win >= self.window_threshold)
+        raw = as_windows(windows, self.spec)
+        if not np.isfinite(raw).all():
+            raise DataError("the windows hold NaN or inf values; fixed-length samples cannot be filled, drop those")
+        point, win = self.raw_scores(normalize(raw, self.spec))
+        return WindowScores(point, win, self._normalized(win), win >= self.window_threshold,
+                            window_faults(raw, self.spec))
 
-    def _window_results(self, starts: list[int] | np.ndarray, scores: np.ndarray) -> list[WindowResult]:
+    def _window_results(self, starts: list[int] | np.ndarray, scores: np.ndarray,
+                        faults: list[str | None]) -> list[WindowResult]:
         norm = self._normalized(np.asarray(scores))
-        return [WindowResult(int(s), float(v), float(n), bool(v >= self.window_threshold))
-                for s, v, n in zip(starts, scores, norm)]
+        return [WindowResult(int(s), float(v), float(n), bool(v >= self.window_threshold), f)
+                for s, v, n, f in zip(starts, scores, norm, faults)]
 
     # -------------------------------------------------------------------------- recordings
 
-    def predict(self, samples: np.ndarray, rate: float | None = None) -> SeriesResult:
-        """A whole recording (T,) or (T, C) at `rate` Hz (default: the model's rate) -> scores."""
+    def predict(self, samples: np.ndarray, rate: float | None = None,
+                missing: np.ndarray | None = None) -> SeriesResult:
+        """A whole recording (T,) or (T, C) at `rate` Hz (default: the model's rate) -> scores.
+
+        Missing samples (NaN, inf) are filled by linear interpolation, as the file loaders do;
+        `missing` marks samples a loader already filled. Windows holding either get the fault
+        "dropout"."""
         spec = self.spec
-        x = Resampler(rate, spec.rate).push(as_series(samples, spec.channels))
+        filled, nan = fill_gaps(as_series(samples, spec.channels))
+        gaps = nan if missing is None else np.asarray(missing, bool) | (nan if nan is not None else False)
+        x = Resampler(rate, spec.rate).push(filled)
+        if gaps is not None and np.any(gaps):
+            gaps = Resampler(rate, spec.rate).push(gaps.astype(np.float32)[:, None])[:, 0] > 0
+        else:
+            gaps = None
         n = len(x)
         starts, tail = window_starts(n, spec.length, spec.hop)
         if not len(starts):
-            raise ValueError(f"the recording has {n} samples at the model rate, fewer than one window ({spec.length})")
-        point, win = self.raw_scores(normalize(cut_windows(x, starts, spec.length), spec))
+            raise DataError(f"the recording has {n} samples at the model rate, fewer than one window ({spec.length})")
+        raw = cut_windows(x, starts, spec.length)
+        point, win = self.raw_scores(normalize(raw, spec))
+        faults = window_faults(raw, spec, _cut_mask(gaps, starts, spec.length))
         points = overlap_mean(point, starts, n)
         all_starts, all_scores = list(starts), list(win)
         if tail is not None:
-            tp, tw = self.raw_scores(normalize(cut_windows(x, np.array([tail]), spec.length), spec))
+            raw_tail = cut_windows(x, np.array([tail]), spec.length)
+            tp, tw = self.raw_scores(normalize(raw_tail, spec))
             gap = np.flatnonzero(np.isnan(points))  # samples after the last regular window
             points[gap] = tp[0][gap - tail]
             all_starts.append(tail)
             all_scores.append(tw[0])
-        return SeriesResult(spec.rate, self._window_results(all_starts, np.asarray(all_scores)),
+            faults += window_faults(raw_tail, spec, _cut_mask(gaps, np.array([tail]), spec.length))
+        return SeriesResult(spec.rate, self._window_results(all_starts, np.asarray(all_scores), faults),
                             points.astype(np.float32), self.point_threshold)
 
     def stream(self, rate: float | None = None) -> "SignalStream":
         """A streaming scorer for samples arriving at `rate` Hz (default: the model's rate)."""
         return SignalStream(self, rate)
+
+
+def _cut_mask(mask: np.ndarray | None, starts: np.ndarray, length: int) -> np.ndarray | None:
+    """(N, 1, L) windows of a (T,) bool mask (None stays None)."""
+    return None if mask is None else cut_windows(mask[:, None].astype(np.float32), starts, length) > 0
 
 
 class SignalStream:
@@ -191,7 +224,11 @@ class SignalStream:
         if self.closed:
             raise ValueError("this stream was flushed; start a new one with predictor.stream()")
         spec = self.spec
-        y = self.resampler.push(as_series(samples, spec.channels))
+        x = as_series(samples, spec.channels)
+        if not np.isfinite(x).all():
+            raise DataError("a stream needs finite samples: a missing one cannot be interpolated before the next "
+                            "valid one arrives; fill gaps upstream, or score the recording with predict()")
+        y = self.resampler.push(x)
         self.buf = np.concatenate([self.buf, y]) if len(self.buf) else y
         self.n += len(y)
         starts = []
@@ -202,12 +239,13 @@ class SignalStream:
         if starts:
             wins = cut_windows(self.buf, np.asarray(starts) - self.buf_start, spec.length)
             point, win = self.predictor.raw_scores(normalize(wins, spec))
+            faults = window_faults(wins, spec)
             self._grow(starts[-1] + spec.length)
             for s, p in zip(starts, point):
                 a = s - self.emitted
                 self.acc_sum[a:a + spec.length] += p
                 self.acc_cnt[a:a + spec.length] += 1
-            windows = self.predictor._window_results(starts, win)
+            windows = self.predictor._window_results(starts, win, faults)
         update = self._emit(self.next_start, windows)
         keep_from = max(0, min(self.next_start, self.n - spec.length))
         self.buf, self.buf_start = self.buf[keep_from - self.buf_start:], keep_from
@@ -221,13 +259,13 @@ class SignalStream:
         covered = self.next_start - spec.hop + spec.length if self.next_start else 0  # end of the last regular window
         if self.n >= spec.length and covered < self.n:
             tail = self.n - spec.length
-            point, win = self.predictor.raw_scores(
-                normalize(cut_windows(self.buf, np.array([tail - self.buf_start]), spec.length), spec))
+            raw_tail = cut_windows(self.buf, np.array([tail - self.buf_start]), spec.length)
+            point, win = self.predictor.raw_scores(normalize(raw_tail, spec))
             self._grow(self.n)
             a = covered - self.emitted
             self.acc_sum[a:] = point[0][covered - tail:]
             self.acc_cnt[a:] = 1
-            windows = self.predictor._window_results([tail], win)
+            windows = self.predictor._window_results([tail], win, window_faults(raw_tail, spec))
         return self._emit(self.n if self.n >= spec.length else self.emitted, windows)
 
     def _grow(self, end: int) -> None:

@@ -4,10 +4,13 @@ One implementation for training, evaluation, calibration and the torch-free pred
 (batch and streaming), so all of them feed the network identical windows."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 
 import numpy as np
+
+from edgead.core.errors import DataError
 
 NORMS = ("window", "global", "none")
 
@@ -59,9 +62,45 @@ def as_series(x: np.ndarray, channels: int) -> np.ndarray:
     if a.shape[1] != channels:
         hint = " (pass time along axis 0: shape (T, C))" if a.shape[0] == channels else ""
         raise ValueError(f"the model takes {channels} channel(s), got samples with {a.shape[1]}{hint}")
-    if not np.isfinite(a).all():
-        raise ValueError("samples contain NaN or inf; fill gaps before scoring")
     return a
+
+
+def fill_gaps(values: np.ndarray, where: str = "the samples") -> tuple[np.ndarray, np.ndarray | None]:
+    """Missing samples (NaN, inf; empty CSV cells) filled by linear interpolation per channel,
+    and the (T,) mask of the samples that were missing (None when none were). The one rule for
+    files and arrays: windows holding a filled sample are reported with the fault "dropout"."""
+    values = np.asarray(values, np.float32)
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return values, None
+    values = values.copy()
+    t = np.arange(len(values))
+    for c in range(values.shape[1]):
+        b = bad[:, c]
+        if b.all():
+            raise DataError(f"{where}: channel {c} has no valid samples (all NaN or inf)")
+        if b.any():
+            values[b, c] = np.interp(t[b], t[~b], values[~b, c])
+    return values, bad.any(axis=1)
+
+
+FLAT, SATURATED, DROPOUT = "flat", "saturated", "dropout"
+SATURATION_SHARE = 0.2  # of a window's samples pinned at its own maximum or minimum
+
+
+def window_faults(raw: np.ndarray, spec: "SignalSpec", missing: np.ndarray | None = None) -> list[str | None]:
+    """Per raw window (N, C, L): "dropout" if it holds a filled (missing) sample, "flat" if a channel
+    barely moves (std <= input.min_std, a dead or disconnected lead), "saturated" if a channel sits
+    at its extreme for a fifth of the window (a clipped sensor); else None. Such windows get low
+    anomaly scores, so they are reported as faults rather than passed as normal."""
+    raw = np.asarray(raw, np.float64)
+    std = raw.std(axis=2)
+    flat = (std <= spec.min_std).any(axis=1)
+    lo, hi = raw.min(axis=2, keepdims=True), raw.max(axis=2, keepdims=True)
+    pinned = np.maximum((raw == hi).mean(axis=2), (raw == lo).mean(axis=2))
+    saturated = ((pinned >= SATURATION_SHARE) & (std > spec.min_std)).any(axis=1)
+    dropout = np.asarray(missing, bool).reshape(len(raw), -1).any(axis=1) if missing is not None else np.zeros(len(raw), bool)
+    return [DROPOUT if d else FLAT if f else SATURATED if sa else None for d, f, sa in zip(dropout, flat, saturated)]
 
 
 def as_windows(x: np.ndarray, spec: SignalSpec) -> np.ndarray:
@@ -81,6 +120,22 @@ def as_windows(x: np.ndarray, spec: SignalSpec) -> np.ndarray:
 
 # ------------------------------------------------------------------------------ resampling
 
+MAX_RATE_RATIO = 1000  # resampling up or down by more is refused: a typo in a rate, not a use
+
+
+def check_rates(src: float, dst: float) -> None:
+    """Refuse sample rates that are not positive finite numbers, or a ratio that would make a
+    recording 1000 times longer or shorter (it would exhaust memory or time, or keep nothing)."""
+    for name, r in (("the data's", src), ("the model's", dst)):
+        if not isinstance(r, (int, float, np.integer, np.floating)) or not math.isfinite(r) or r <= 0:
+            raise DataError(f"{name} sample rate {r!r} Hz is not a positive finite number; give the rate the "
+                            "samples were taken at, in Hz (--rate, or the `rate` argument)")
+    ratio = float(dst) / float(src)
+    if not 1 / MAX_RATE_RATIO <= ratio <= MAX_RATE_RATIO:
+        raise DataError(f"resampling {src:g} Hz to the model's {dst:g} Hz changes the length {ratio:.3g} times "
+                        f"(more than {MAX_RATE_RATIO}x); check the rate: it is in Hz (samples per second)")
+
+
 class Resampler:
     """Linear-interpolation resampling from `src` Hz to `dst` Hz, batch or streaming.
 
@@ -91,8 +146,7 @@ class Resampler:
     def __init__(self, src: float | None, dst: float | None):
         self.identity = src is None or dst is None or float(src) == float(dst)
         if not self.identity:
-            if src <= 0 or dst <= 0:
-                raise ValueError(f"sample rates must be positive, got {src} -> {dst} Hz")
+            check_rates(src, dst)
             r = Fraction(float(src)).limit_denominator(1_000_000) / Fraction(float(dst)).limit_denominator(1_000_000)
             self.p, self.q = r.numerator, r.denominator  # source step per output sample = p / q
         self.k = 0  # next output index
