@@ -83,6 +83,7 @@ def main() -> int:
     p.add_argument("signal_bundle", nargs="?")
     p.add_argument("--n", type=int, default=10_000)
     p.add_argument("--json", default=None)
+    p.add_argument("--kinds", default="image,stream", help="which soaks to run")
     p.add_argument("--child", nargs=3, metavar=("KIND", "RUNTIME", "ARGS"), default=None)
     a = p.parse_args()
     if a.child:
@@ -92,7 +93,9 @@ def main() -> int:
         print(json.dumps(row))
         return 0
     rows = []
-    for kind, args in (("image", [a.image_bundle, a.images]), ("stream", [a.signal_bundle])):
+    kinds = a.kinds.split(",")
+    for kind, args in [(k, v) for k, v in (("image", [a.image_bundle, a.images]), ("stream", [a.signal_bundle]))
+                       if k in kinds]:
         for runtime in ("onnxruntime", "openvino", "tflite"):
             out = subprocess.run([sys.executable, __file__, "--n", str(a.n), "--child", kind, runtime, json.dumps(args)],
                                  capture_output=True, text=True)
@@ -102,7 +105,9 @@ def main() -> int:
             print(json.dumps(row), flush=True)
             rows.append(row)
     if a.json:
-        Path(a.json).write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "n": a.n, "rows": rows}, indent=1))
+        out = Path(a.json)
+        kept = [r for r in json.loads(out.read_text())["rows"] if r["kind"] not in kinds] if out.is_file() else []
+        out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "n": a.n, "rows": kept + rows}, indent=1))
     return 0
 
 

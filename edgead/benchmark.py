@@ -45,9 +45,10 @@ _PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # holds edgead/ and runtime
 
 
 DEFAULT_TIMEOUT = 900.0  # seconds per case: a hung runtime becomes a "failed" row, not a hung command
+DEFAULT_TIMEOUT_WITH_DATA = 3600.0  # the case also evaluates the whole data set
 
 #: what an evaluation adds to a row (image and signal tasks)
-ACCURACY_KEYS = ("image_auroc", "pixel_auroc", "aupro", "sample_auroc", "point_auroc", "f1_max", "n_images",
+ACCURACY_KEYS = ("image_auroc", "pixel_auroc", "aupro", "sample_auroc", "point_auroc", "beat_auroc", "f1_max", "n_images",
                  "n_samples", "n_windows")
 
 
@@ -289,10 +290,12 @@ def default_threads() -> list[int]:
 def run_benchmark(bundle: str | Path, runtimes_wanted: Sequence[str] | None = None,
                   threads: Sequence[int | None] | None = None, data: str | Path | None = None,
                   n: int = 200, warmup: int = 20, precisions: Sequence[str] | None = None, device=None,
-                  timeout: float | None = DEFAULT_TIMEOUT, log: Callable[[str], None] | None = None) -> dict:
+                  timeout: float | None = None, log: Callable[[str], None] | None = None) -> dict:
     """Benchmark every runtime x precision of `bundle` (see the module docstring); returns the report.
 
     AUROCs are computed once per target (at the first thread count) when `data` is given."""
+    if timeout is None:
+        timeout = DEFAULT_TIMEOUT if data is None else DEFAULT_TIMEOUT_WITH_DATA
     if n < 1 or warmup < 0:
         raise ValueError(f"n must be >= 1 and warmup >= 0 (got n={n}, warmup={warmup})")
     from edgead.tasks import for_record

@@ -43,7 +43,17 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
     task = for_path(a.source)
     _foreign_flags(a, task)
-    return task.cli_eval(a)
+    pred = task.predictor(a.source, runtime=a.runtime, threads=a.threads, precision=a.precision)
+    if a.threshold is not None:
+        pred.set_threshold(a.threshold)
+    res = task.evaluate(pred, a.data, **task.eval_options(a))
+    if a.json:
+        print(json.dumps(res))
+    else:
+        width = max(map(len, res))
+        for k, v in res.items():
+            print(f"{k:>{width}}: {v:.4f}" if isinstance(v, float) else f"{k:>{width}}: {v}")
+    return EXIT_OK
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
@@ -209,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--n", type=int, default=200, help="timed runs per case")
     b.add_argument("--warmup", type=int, default=20, help="untimed runs first")
     b.add_argument("--device", default=None, help="runtime device, e.g. cuda or tensorrt (onnxruntime), GPU (openvino)")
-    b.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per case (default 900)")
+    b.add_argument("--timeout", type=float, default=None, help="seconds allowed per case (default 900, "
+                   "or 3600 with --data); a case that takes longer is a failed row")
     b.add_argument("--json", default=None, metavar="OUT", help="also write the report (with the machine's description) here")
     b.set_defaults(func=cmd_benchmark)
 

@@ -6,7 +6,10 @@ and only after all of them passed."""
 from __future__ import annotations
 
 import inspect
+import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -15,7 +18,8 @@ import numpy as np
 from edgead import __version__, targets
 from edgead.core import bundle as bundle_io
 from edgead.core.errors import ExportError, UsageError
-from edgead.core.records import Manifest, RunRecord, device_train_record, same_model
+from edgead.core.records import (PATH_KEYS, Manifest, RunRecord, device_train_record, same_model, scrub_paths,
+                                 train_of)
 
 TARGETS = targets.NAMES
 OPSET = 18
@@ -162,7 +166,7 @@ def export(run_dir: str | Path, out: str | Path, targets_wanted: list[str], samp
     reference = {n: t.numpy() for n, t in zip(model.outputs, raw if isinstance(raw, tuple) else (raw,))}
     ref_max = max(float(np.abs(r).max()) for r in reference.values())
     session = None
-    with tempfile.TemporaryDirectory(prefix="edgead-export-") as tmp:
+    with _workdir() as tmp:
         staged: dict[str, tuple[dict[str, Path], dict]] = {}  # written once everything passed
         for target in wanted:
             fp32 = _reusable(existing, out, target) if int8 else None
@@ -180,11 +184,49 @@ def export(run_dir: str | Path, out: str | Path, targets_wanted: list[str], samp
                                                  max_drop, max_shift)
                 staged[key] = (q_files, q_meta)
                 log(f"{key}: gate passed ({q_meta['gate']['chosen']})")
+        private = [train_of(cfg).get("data", {}).get(k) for k in PATH_KEYS] + [calib, val, run_dir]
         for meta in (m for _, m in staged.values()):
             meta["weights_sha256"] = cfg["weights_sha256"]
+        staged = {k: (f, scrub_paths(m, private)) for k, (f, m) in staged.items()}
         bundle_io.update_bundle(out, base_manifest(cfg, task), {k: ({n: str(p) for n, p in f.items()}, m)
-                                                                 for k, (f, m) in staged.items()})
+                                                                 for k, (f, m) in staged.items()},
+                                weights_sha256=cfg["weights_sha256"])
     return bundle_io.load_manifest(out)
+
+
+WORKDIR_PREFIX = "edgead-export-"
+WORKDIR_LOCK = ".in-use"
+
+
+@contextmanager
+def _workdir():
+    """A temporary work folder, locked while this export uses it; work folders of killed
+    exports (whose lock nobody holds) are removed first. No clean-up where fcntl is missing."""
+    try:
+        import fcntl
+    except ImportError:
+        fcntl = None
+    if fcntl is not None:
+        for d in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
+            try:
+                fd = os.open(d / WORKDIR_LOCK, os.O_RDONLY)
+            except OSError:
+                continue  # not ours, or being created
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(d, ignore_errors=True)
+            except OSError:
+                pass  # a running export holds it
+            finally:
+                os.close(fd)
+    with tempfile.TemporaryDirectory(prefix=WORKDIR_PREFIX) as tmp:
+        fd = os.open(Path(tmp) / WORKDIR_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield tmp
+        finally:
+            os.close(fd)
 
 
 def _existing(out: Path, cfg: RunRecord, run_dir) -> Manifest | None:

@@ -53,6 +53,9 @@ def parse(specs: list[str]) -> list[str]:
     names = [t.strip() for spec in specs for t in spec.split(",") if t.strip()]
     if not names:
         raise UsageError(f"no export target given; choose from {', '.join(NAMES)}")
+    int8 = [n for n in names if n.endswith(INT8_SUFFIX)]
+    if int8:
+        raise UsageError(f"{int8[0]!r} is not an export target: export {int8[0][:-len(INT8_SUFFIX)]!r} with --int8")
     return [get(n).name for n in dict.fromkeys(names)]
 
 

@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def read_record(a: argparse.Namespace, pred: SignalPredictor) -> tuple[np.ndarray, float | None]:
+def read_record(a: argparse.Namespace, pred: SignalPredictor) -> tuple[np.ndarray, float | None, np.ndarray | None]:
     names = list(pred.spec.channel_names)
     d, named = load_with_channels(a.record, a.data_kind, names)
     if isinstance(d, Series) and not named:  # the record names its leads differently: take the first ones
@@ -52,20 +52,23 @@ def read_record(a: argparse.Namespace, pred: SignalPredictor) -> tuple[np.ndarra
     rate = d.rate or a.rate
     if rate is None and pred.spec.rate is not None:
         raise DataError(f"{a.record}: the file has no sampling rate; pass --rate (the model runs at {pred.spec.rate:g} Hz)")
-    x = d.values
+    x, missing = d.values, d.missing
     if a.max_seconds is not None and rate:
         x = x[: int(a.max_seconds * rate)]
-    return x, rate
+        missing = None if missing is None else missing[: len(x)]
+    return x, rate, missing
 
 
 class Alarms:
-    """Merges consecutive anomalous windows into alarms; prints their start and end."""
+    """Merges consecutive anomalous windows into alarms; prints their start and end, and sensor
+    faults (flat, saturated, dropout) when they begin."""
 
     def __init__(self, model_rate: float | None, as_json: bool):
         self.rate, self.as_json = model_rate, as_json
         self.open: WindowResult | None = None
         self.peak = 0.0
         self.count = 0
+        self.fault: str | None = None
 
     def when(self, sample: int) -> str:
         return f"t={sample / self.rate:8.2f} s" if self.rate else f"sample {sample}"
@@ -74,6 +77,12 @@ class Alarms:
         if self.as_json:
             end = w.start + length
             print(json.dumps({**w.to_json(), "end": end, "seconds": end / self.rate if self.rate else None}), flush=True)
+        if w.fault:  # a dead, clipped or gappy lead: say so, whatever the score
+            if not self.as_json and self.fault != w.fault:
+                print(f"FAULT  {self.when(w.start)}  sensor {w.fault}", flush=True)
+            self.fault = w.fault
+            return
+        self.fault = None
         if w.is_anomalous and self.open is None:
             self.open, self.peak, self.count = w, w.score, self.count + 1
             if not self.as_json:
@@ -93,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     try:
         pred = SignalPredictor(a.bundle, runtime=a.runtime, threads=a.threads, precision=a.precision)
-        x, rate = read_record(a, pred)
+        x, rate, missing = read_record(a, pred)
     except (DataError, ValueError, OSError) as e:
         print(f"ecg_stream: {e}", file=sys.stderr)
         return 2
@@ -102,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     windows, push_ms, t_start = 0, [], time.perf_counter()
     for i in range(0, len(x), chunk):
         t0 = time.perf_counter()
-        update = stream.push(x[i : i + chunk])
+        update = stream.push(x[i : i + chunk], None if missing is None else missing[i : i + chunk])
         push_ms.append(1e3 * (time.perf_counter() - t0))
         for w in update.windows:
             alarms.feed(w, pred.spec.length)

@@ -99,6 +99,14 @@ def test_predictor_runs_int8_like_fp32(int8_bundle, small_mvtec, target):
     assert got.is_anomalous == ref.is_anomalous and abs(got.score - ref.score) < 0.1
 
 
+def test_int8_records_name_no_user_folders(int8_bundle, small_run, small_mvtec):
+    """Calibration and validation sources are recorded by folder name, never by absolute path."""
+    text = (int8_bundle / "edgead.json").read_text()
+    assert str(small_mvtec) not in text and str(small_run) not in text
+    arts = json.loads(text)["artefacts"]
+    assert arts[f"{TARGETS[0]}_int8"]["calibration"]["source"].startswith(f"{small_mvtec.name} (training images")
+
+
 def test_int8_artefacts_are_smaller(int8_bundle):
     m = json.loads((int8_bundle / "edgead.json").read_text())
     on_disk = lambda key: sum((int8_bundle / f).stat().st_size for f in artefact_files(m["artefacts"][key]))  # noqa: E731

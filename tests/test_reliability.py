@@ -172,22 +172,27 @@ def test_two_writers_keep_each_others_targets(tmp_path):
     assert not list(tmp_path.glob(".b.tmp-*")) and not list(tmp_path.glob(".b.old-*"))
 
 
-def test_readers_never_fail_while_a_bundle_is_rewritten(bundle, small_mvtec):
-    """A writer re-exports (rewrites) the bundle 15 times while this process opens it 40 times."""
+def test_readers_never_fail_while_a_bundle_is_rewritten(bundle, tmp_path):
+    """A writer rewrites the bundle 15 times, each time with a file of new content (so that a
+    reader can pair the old manifest with the new file), while this process opens it 40 times."""
     code = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
+            "from pathlib import Path\n"
             "from edgead.core import bundle as b\n"
             f"for i in range(15):\n"
-            f"    m = b.load_manifest({str(bundle)!r})\n"
-            f"    b.update_bundle({str(bundle)!r}, {{'edgead_version': '0.1.0'}}, {{}})\n")
+            f"    src = Path({str(tmp_path)!r}) / f'extra{{i}}.bin'\n"
+            f"    src.write_bytes(bytes([i]) * 200_000)\n"
+            f"    b.update_bundle({str(bundle)!r}, None, {{'extra': ({{'extra.bin': src}}, {{'file': 'extra.bin', 'runtime': 'none'}})}})\n")
     writer = subprocess.Popen([sys.executable, "-c", code])
-    failures = []
-    for _ in range(40):
+    failures, opened = [], 0
+    while writer.poll() is None or opened < 40:
         try:
             Predictor(bundle, runtime="onnxruntime")
         except BundleError as e:
             failures.append(str(e))
+        opened += 1
     assert writer.wait(120) == 0
-    assert not failures, failures[:3]
+    assert bundle_io.load_manifest(bundle)["files"]["extra.bin"]["bytes"] == 200_000
+    assert not failures, f"{len(failures)} of {opened} opens failed: {failures[:2]}"
 
 
 def test_a_write_killed_between_its_renames_is_recovered(bundle, tmp_path):
@@ -301,6 +306,11 @@ def test_missing_samples_follow_one_rule_for_files_and_arrays(signal_predictor, 
     stream = signal_predictor.stream()
     with pytest.raises(DataError, match="a stream needs finite samples"):
         stream.push(x)
+    stream, streamed = signal_predictor.stream(), []
+    for i in range(0, len(d.values), 17):  # the file's filled samples, marked, in odd chunks
+        streamed += stream.push(d.values[i:i + 17], d.missing[i:i + 17]).windows
+    streamed += stream.flush().windows
+    assert [(w.start, w.fault) for w in streamed] == [(w.start, w.fault) for w in from_file.windows]
 
 
 @pytest.mark.parametrize("rate, message", [(1e-7, "changes the length"), (float("inf"), "not a positive finite"),
@@ -329,3 +339,21 @@ def test_rate_for_a_model_without_one_is_a_usage_error(tmp_path, capsys):
     csv.write_text("value\n" + "\n".join(str(np.sin(i / 5)) for i in range(300)) + "\n")
     assert main(["predict", str(GOLDEN_SIGNAL / "bundle"), str(csv), "--rate", "250"]) == 1
     assert "was trained on fixed-length samples without a sample rate; leave out --rate" in capsys.readouterr().out
+
+
+def test_a_killed_exports_work_folder_is_removed_by_the_next(tiny_run, tmp_path):
+    """A killed export leaves its work folder in the temp dir with nobody holding its lock."""
+    import tempfile
+    import uuid
+
+    from edgead.export import WORKDIR_LOCK, WORKDIR_PREFIX, export
+
+    stale = Path(tempfile.gettempdir()) / f"{WORKDIR_PREFIX}{uuid.uuid4().hex}"
+    stale.mkdir()
+    (stale / WORKDIR_LOCK).touch()
+    (stale / "model.onnx").write_bytes(b"left by a killed export")
+    try:
+        export(tiny_run, tmp_path / "b", ["onnx"])
+        assert not stale.exists()
+    finally:
+        shutil.rmtree(stale, ignore_errors=True)

@@ -74,6 +74,21 @@ def test_exporting_another_run_into_a_bundle_is_refused(seed7_run, tiny_bundle, 
     assert main(["export", str(seed7_run), "--target", "onnx", "--out", str(bundle)]) == 2
 
 
+def test_a_bundle_whose_artefacts_come_from_two_runs_is_refused(seed7_run, tiny_bundle, tmp_path):
+    """Even if two racing exports mixed them, the predictor compares each artefact's weights."""
+    from edgead.core import bundle as bundle_io
+    from edgead.predictor import Predictor
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    m = json.loads((bundle / "edgead.json").read_text())
+    m["artefacts"]["onnx"]["weights_sha256"] = json.loads((seed7_run / "run.json").read_text())["weights_sha256"]
+    m["manifest_sha256"] = bundle_io.manifest_digest(m)
+    (bundle / "edgead.json").write_text(json.dumps(m))
+    with pytest.raises(bundle_io.BundleError, match="made from other weights"):
+        Predictor(bundle, runtime="onnxruntime")
+
+
 def test_export_says_which_input_the_parity_check_used(tiny_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
@@ -81,7 +96,8 @@ def test_export_says_which_input_the_parity_check_used(tiny_run, tmp_path):
     cfg["train"]["data"]["root"] = str(tmp_path / "gone")
     (run / "run.json").write_text(json.dumps(cfg))
     m = export(run, tmp_path / "bundle", ["onnx"])
-    assert m["artefacts"]["onnx"]["parity_input"].startswith("synthetic mid-grey noise: the training data")
+    assert m["artefacts"]["onnx"]["parity_input"] == "synthetic mid-grey noise: the training data (gone) is not there any more"
+    assert str(tmp_path) not in (tmp_path / "bundle" / "edgead.json").read_text()
 
 
 def test_export_refuses_data_that_changed_since_training(tiny_run, small_mvtec, tmp_path):

@@ -109,7 +109,11 @@ def locked(out: Path) -> Iterator[None]:
     out = Path(out).absolute()
     key = str(out.parent)
     held = _held.__dict__.setdefault("folders", set())
-    if key in held or fcntl is None:
+    if key in held:
+        yield
+        return
+    if fcntl is None:  # best effort where there is no lock: clean up, but writers are not serialised
+        recover(out)
         yield
         return
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -104,20 +104,26 @@ def add_artefacts(bundle_dir: str | os.PathLike, target: str,
 
 
 def update_bundle(bundle_dir: str | os.PathLike, manifest: Mapping | None,
-                  artefacts: Mapping[str, tuple[Mapping[str, str | os.PathLike], Mapping]]) -> Path:
+                  artefacts: Mapping[str, tuple[Mapping[str, str | os.PathLike], Mapping]],
+                  weights_sha256: str | None = None) -> Path:
     """Add (or replace) several targets' artefacts in one atomic rewrite of the bundle.
 
     `artefacts` maps a target key to (its files {name in bundle: source}, its manifest entry).
     If the bundle does not exist yet, `manifest` is the base manifest to create it with; if it
-    exists, the top-level keys of `manifest` (if given) update it. Other targets are kept."""
+    exists, the top-level keys of `manifest` (if given) update it. Other targets are kept.
+    With `weights_sha256`, a bundle made from other weights is refused (checked under the lock,
+    so two exports of different runs racing into one folder cannot mix)."""
     bundle = Path(bundle_dir).absolute()
     with locked(bundle):  # read and rewrite as one step: a concurrent writer's targets are kept
-        return _update_locked(bundle, manifest, artefacts)
+        return _update_locked(bundle, manifest, artefacts, weights_sha256)
 
 
-def _update_locked(bundle: Path, manifest: Mapping | None, artefacts) -> Path:
+def _update_locked(bundle: Path, manifest: Mapping | None, artefacts, weights_sha256: str | None) -> Path:
     if (bundle / MANIFEST).is_file():
         base = load_manifest(bundle, verify=True)
+        if weights_sha256 and base.get("weights_sha256") not in (None, weights_sha256):
+            raise BundleError(f"{str(bundle)!r} holds artefacts exported from another run (other weights); "
+                              "export into a new folder, or delete the old bundle first")
         existing = {n: bundle / n for n in base.get("files", {})}
     elif manifest is None:
         raise BundleError(f"{str(bundle)!r} is not a bundle yet: pass manifest=... to create it "

@@ -10,7 +10,7 @@ def unique_names(pairs: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
     seen: dict[str, int] = {}
     out = []
     for f, rel in pairs:
-        key = rel.with_suffix("").as_posix()
+        key = rel.with_suffix("").as_posix().casefold()  # case-insensitive file systems (macOS, Windows)
         seen[key] = seen.get(key, 0) + 1
         out.append((f, rel if seen[key] == 1 else rel.with_name(f"{rel.stem}~{seen[key]}{rel.suffix}")))
     return out

@@ -67,9 +67,12 @@ def _runtime(key: str, art: Mapping) -> str:
 
 def legacy_output_names(produced: list[str], wanted: tuple[str, ...]) -> dict[str, str]:
     """Schema-1 TFLite artefacts written before outputs were named at conversion call them
-    output_0, output_1, ... in the order of the model's outputs; map them by that index."""
+    output_0, output_1, ... in the order of the model's outputs; map them by that index (and a
+    single output to the single task output)."""
     if len(produced) == len(wanted) and all(n == f"output_{i}" for i, n in enumerate(produced)):
         return dict(zip(produced, wanted))
+    if len(produced) == len(wanted) == 1:  # one output: nothing to confuse it with
+        return {produced[0]: wanted[0]}
     return {}
 
 
@@ -90,7 +93,13 @@ def _open_bundle(path: Path, target: str | None, runtime: str, precision: str, c
             if rt not in runtimes.BACKENDS or rt == targets.TORCH:
                 raise BundleError(f"{path}: artefact {key!r} is for {rt!r}; a bundle carries ONNX, OpenVINO or TFLite "
                                   "artefacts only (torch programs can unpickle code, so they are never loaded from one)")
-            return manifest, key, art, bundle_io.read_verified(path, manifest, bundle_io.artefact_files(art))
+            content = bundle_io.read_verified(path, manifest, bundle_io.artefact_files(art))
+            mixed = art.get("weights_sha256") and manifest.get("weights_sha256") and \
+                art["weights_sha256"] != manifest["weights_sha256"]
+            if mixed:
+                raise BundleError(f"{path}: artefact {key!r} was made from other weights than the bundle's "
+                                  "thresholds and input spec (two runs were mixed); re-export the bundle")
+            return manifest, key, art, {Path(n).name: b for n, b in content.items()}  # runtimes look up by name
         except BundleError:
             after = manifest_file.read_bytes() if manifest_file.is_file() else None
             if after == before or attempt == tries - 1:

@@ -127,6 +127,17 @@ def device_train_record(train: Mapping) -> dict:
     return out
 
 
+def scrub_paths(record, paths) -> Any:
+    """`record` (JSON-able) with every occurrence of the given absolute paths replaced by their
+    base names: calibration and validation sources, parity notes... name no user folders."""
+    text = json.dumps(record, ensure_ascii=False)
+    forms = {str(f) for p in paths if p for f in (Path(p), Path(p).expanduser().resolve())}
+    for form in sorted(forms, key=len, reverse=True):
+        if Path(form).is_absolute() and len(Path(form).parts) > 1:
+            text = text.replace(json.dumps(form, ensure_ascii=False)[1:-1], Path(form).name)
+    return json.loads(text)
+
+
 def is_data_path(train: Mapping, key: str, folder: str | Path) -> bool:
     """Whether `folder` is the recorded data location (full path in a run, digest in a bundle)."""
     data = train.get("data", {})

@@ -63,3 +63,23 @@ def load_run(run_dir):
     model = build(cfg)
     model.load_state_dict(load_file(str(Path(run_dir) / WEIGHTS)), strict=True)
     return model.eval(), cfg
+
+
+def torch_backend(net):
+    """A torch model behind the runtimes interface, its outputs named as the model names them."""
+    import runtimes
+
+    return runtimes.load("torch", net, output_names=list(net.outputs))
+
+
+def save_run(out, net, config: dict) -> None:
+    """Write a run folder atomically: the weights (safetensors), their sha256 and the record."""
+    from safetensors.torch import save_file
+
+    from ..core.atomic import atomic_folder, write_json
+    from ..core.run import RUN_FILE, WEIGHTS, weights_sha256
+
+    with atomic_folder(out, RUN_FILE) as tmp:
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp / WEIGHTS))
+        config["weights_sha256"] = weights_sha256(tmp)
+        write_json(tmp / RUN_FILE, config)

@@ -36,8 +36,9 @@ class Task:
     def cli_train(self, a: argparse.Namespace) -> int:
         raise NotImplementedError
 
-    def cli_eval(self, a: argparse.Namespace) -> int:
-        raise NotImplementedError
+    def eval_options(self, a: argparse.Namespace) -> dict:
+        """This task's own `edgead eval` flags as keyword arguments of `evaluate`."""
+        return {}
 
     def cli_predict(self, a: argparse.Namespace) -> int:
         raise NotImplementedError

@@ -43,7 +43,7 @@ def settings(pairs: list[str] | None) -> dict:
 def cmd_train(a: argparse.Namespace) -> int:
     from edgead.tasks.image.train import train
 
-    cfg = train(a.data, a.out, model=a.model, epochs=a.epochs, image_size=a.image_size or DEFAULT_IMAGE_SIZE,
+    cfg = train(a.data, a.out, model=a.model, epochs=a.epochs, image_size=DEFAULT_IMAGE_SIZE if a.image_size is None else a.image_size,
                 seed=a.seed, holdout=a.holdout, resize=a.resize or DEFAULT_RESIZE, val=a.val, threads=a.threads,
                 overrides=settings(a.set))
     th = cfg["thresholds"]["image"]
@@ -53,20 +53,9 @@ def cmd_train(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_eval(a: argparse.Namespace) -> int:
-    from edgead.tasks.image.evaluate import evaluate
-    from edgead.tasks.image.predictor import Predictor
-
-    pred = Predictor(a.source, runtime=a.runtime, threads=a.threads, precision=a.precision)
-    if a.threshold is not None:
-        pred.set_threshold(a.threshold)
-    res = evaluate(a.source, a.data, save_maps=a.save_maps, predictor=pred)
-    if a.json:
-        print(json.dumps(res))
-    else:
-        for k, v in res.items():
-            print(f"{k:>12}: {v:.4f}" if isinstance(v, float) else f"{k:>12}: {v}")
-    return EXIT_OK
+def eval_options(a: argparse.Namespace) -> dict:
+    """This task's own `edgead eval` flags, as keyword arguments of its evaluate()."""
+    return {"save_maps": a.save_maps}
 
 
 def expand(paths: list[str]) -> list[Path]:

@@ -7,7 +7,12 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-MAX_IMAGE_PIXELS = int(os.environ.get("EDGEAD_MAX_IMAGE_PIXELS", 100_000_000))
+def _pixel_limit(default: int = 100_000_000) -> int:
+    text = os.environ.get("EDGEAD_MAX_IMAGE_PIXELS", "")
+    return int(text) if text.isdigit() and int(text) > 0 else default
+
+
+MAX_IMAGE_PIXELS = _pixel_limit()  # EDGEAD_MAX_IMAGE_PIXELS; also OpenCV's limit unless the host set its own
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))  # a second guard, for formats
 # whose header `imagesize` cannot read; OpenCV reads it when it first decodes
 
@@ -66,7 +71,10 @@ def check_pixels(encoded: bytes, where: str) -> None:
     it: a few hundred KB of PNG can declare gigabytes of pixels (a decompression bomb)."""
     import imagesize
 
-    w, h = imagesize.get(io.BytesIO(encoded))
+    try:
+        w, h = imagesize.get(io.BytesIO(encoded))
+    except Exception:  # a header it cannot parse: OpenCV's own limit still applies
+        return
     if w > 0 and h > 0 and w * h > MAX_IMAGE_PIXELS:
         raise ImageReadError(f"{where}: the image declares {w}x{h} pixels ({w * h / 1e6:.0f} MP), more than the "
                              f"{MAX_IMAGE_PIXELS / 1e6:.0f} MP limit; set EDGEAD_MAX_IMAGE_PIXELS (or "

@@ -22,7 +22,7 @@ class ImageTask(Task):
 
     add_arguments = staticmethod(cli.add_arguments)
     cli_train = staticmethod(cli.cmd_train)
-    cli_eval = staticmethod(cli.cmd_eval)
+    eval_options = staticmethod(cli.eval_options)
     cli_predict = staticmethod(cli.cmd_predict)
 
     def train(self, data, out, model: str = "hetnet", **options) -> dict:

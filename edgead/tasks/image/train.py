@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from edgead import __version__
-from edgead.core.atomic import atomic_folder, check_replaceable, write_json
+from edgead.core.atomic import check_replaceable
 from edgead.core.errors import DataError, UsageError
 from edgead.core.progress import progress_bar
-from edgead.core.run import RUN_FILE, WEIGHTS, weights_sha256
+from edgead.core.run import RUN_FILE
 from edgead.core.thresholds import ThresholdSet
 from edgead.tasks.image import split
 from edgead.tasks.image.data import ImageDataset, Sample, open_dataset
@@ -42,9 +42,8 @@ def train(data: str | Path, out: str | Path, model: str = "hetnet", epochs: int 
 
     `overrides` sets fields of the model's Config (e.g. {"attenuation": False} for FADeR-lite)."""
     import torch
-    from safetensors.torch import save_file
 
-    from edgead.models import get
+    from edgead.models import get, save_run, torch_backend
     from edgead.tasks import check_model
 
     check_model(model, "image", "hetnet")
@@ -88,7 +87,7 @@ def train(data: str | Path, out: str | Path, model: str = "hetnet", epochs: int 
         "post": post.to_json(),
         "outputs": {"anomaly_map": "anomaly_map"},
     }
-    predictor = Predictor.from_backend(config, _torch_backend(net))
+    predictor = Predictor.from_backend(config, torch_backend(net))
     hold_scores, hold_maps = score_samples(predictor, hold_set)
     image_th = ThresholdSet.from_scores(hold_scores)
     pixel_th = ThresholdSet.from_maps(hold_maps)
@@ -101,17 +100,9 @@ def train(data: str | Path, out: str | Path, model: str = "hetnet", epochs: int 
         "seconds": round(time.time() - t0, 1), "log": log,
     }
     config["complexity"] = mod.complexity(net, spec.height, spec.width)
-    with atomic_folder(out, RUN_FILE) as tmp:
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp / WEIGHTS))
-        config["weights_sha256"] = weights_sha256(tmp)
-        write_json(tmp / RUN_FILE, config)
+    save_run(out, net, config)
     return config
 
-
-def _torch_backend(net):
-    import runtimes
-
-    return runtimes.load("torch", net, output_names=["anomaly_map"])
 
 
 def _validation_thresholds(predictor: Predictor, val: str | Path, hold_scores, hold_maps):

@@ -58,20 +58,9 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(a: argparse.Namespace) -> int:
-    from edgead.tasks.signal.evaluate import evaluate_signal
-    from edgead.tasks.signal.predictor import SignalPredictor
-
-    pred = SignalPredictor(a.source, runtime=a.runtime, threads=a.threads, precision=a.precision)
-    if a.threshold is not None:
-        pred.set_threshold(a.threshold)
-    res = evaluate_signal(a.source, a.data, data_kind=a.data_kind, predictor=pred)
-    if a.json:
-        print(json.dumps(res))
-    else:
-        for k, v in res.items():
-            print(f"{k:>22}: {v:.4f}" if isinstance(v, float) else f"{k:>22}: {v}")
-    return 0
+def eval_options(a: argparse.Namespace) -> dict:
+    """This task's own `edgead eval` flags, as keyword arguments of its evaluate()."""
+    return {"data_kind": a.data_kind}
 
 
 def _rate(d, given: float | None, model_rate: float | None, path: str) -> float | None:
@@ -92,7 +81,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
     if a.threshold is not None:
         pred.set_threshold(a.threshold)
     failed = 0
-    names = {str(f): rel for f, rel in unique_names([(Path(p), Path(Path(p).name)) for p in a.paths])}
+    names = dict(zip(a.paths, (rel for _, rel in unique_names([(Path(p), Path(Path(p).name)) for p in a.paths]))))
     for path in a.paths:
         try:
             d, _ = load_with_channels(path, a.data_kind, list(pred.spec.channel_names))

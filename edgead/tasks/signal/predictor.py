@@ -141,9 +141,9 @@ class SignalPredictor(BasePredictor):
 
     def score_windows(self, windows: np.ndarray) -> WindowScores:
         """Raw fixed-length windows (N, C, L) or (N, L) -> scores (normalisation happens here)."""
-        raw = as_windows(windows, self.spec)
-        if not np.isfinite(raw).all():
+        if not np.isfinite(np.asarray(windows, np.float64)).all():
             raise DataError("the windows hold NaN or inf values; fixed-length samples cannot be filled, drop those")
+        raw = as_windows(windows, self.spec)
         point, win = self.raw_scores(normalize(raw, self.spec))
         return WindowScores(point, win, self._normalized(win), win >= self.window_threshold,
                             window_faults(raw, self.spec))
@@ -211,6 +211,8 @@ class SignalStream:
             raise ValueError(f"hop {spec.hop} > window length {spec.length}: samples between windows would never be scored")
         self.resampler = Resampler(rate, spec.rate)
         self.buf = np.zeros((0, spec.channels), np.float32)  # model-rate samples from buf_start
+        self.mask_resampler = Resampler(rate, spec.rate)
+        self.mbuf = np.zeros((0, 1), np.float32)  # > 0: the sample was filled (missing), aligned with buf
         self.buf_start = 0
         self.n = 0  # model-rate samples received
         self.next_start = 0  # next regular window start
@@ -219,8 +221,10 @@ class SignalStream:
         self.acc_cnt = np.zeros(0)
         self.closed = False
 
-    def push(self, samples: np.ndarray) -> StreamUpdate:
-        """Add samples (n,) or (n, C) at the stream's rate; returns what they completed."""
+    def push(self, samples: np.ndarray, missing: np.ndarray | None = None) -> StreamUpdate:
+        """Add samples (n,) or (n, C) at the stream's rate; returns what they completed. `missing`
+        (n,) marks samples that were filled upstream (e.g. by a file loader): their windows get
+        the fault "dropout", as in `predict`."""
         if self.closed:
             raise ValueError("this stream was flushed; start a new one with predictor.stream()")
         spec = self.spec
@@ -229,6 +233,10 @@ class SignalStream:
             raise DataError("a stream needs finite samples: a missing one cannot be interpolated before the next "
                             "valid one arrives; fill gaps upstream, or score the recording with predict()")
         y = self.resampler.push(x)
+        m = np.zeros((len(x), 1), np.float32) if missing is None else np.asarray(missing, np.float32).reshape(-1, 1)
+        if len(m) != len(x):
+            raise DataError(f"missing has {len(m)} entries for {len(x)} samples")
+        self.mbuf = np.concatenate([self.mbuf, self.mask_resampler.push(m)])
         self.buf = np.concatenate([self.buf, y]) if len(self.buf) else y
         self.n += len(y)
         starts = []
@@ -239,7 +247,7 @@ class SignalStream:
         if starts:
             wins = cut_windows(self.buf, np.asarray(starts) - self.buf_start, spec.length)
             point, win = self.predictor.raw_scores(normalize(wins, spec))
-            faults = window_faults(wins, spec)
+            faults = window_faults(wins, spec, cut_windows(self.mbuf, np.asarray(starts) - self.buf_start, spec.length) > 0)
             self._grow(starts[-1] + spec.length)
             for s, p in zip(starts, point):
                 a = s - self.emitted
@@ -248,7 +256,8 @@ class SignalStream:
             windows = self.predictor._window_results(starts, win, faults)
         update = self._emit(self.next_start, windows)
         keep_from = max(0, min(self.next_start, self.n - spec.length))
-        self.buf, self.buf_start = self.buf[keep_from - self.buf_start:], keep_from
+        self.buf, self.mbuf = self.buf[keep_from - self.buf_start:], self.mbuf[keep_from - self.buf_start:]
+        self.buf_start = keep_from
         return update
 
     def flush(self) -> StreamUpdate:
@@ -265,7 +274,8 @@ class SignalStream:
             a = covered - self.emitted
             self.acc_sum[a:] = point[0][covered - tail:]
             self.acc_cnt[a:] = 1
-            windows = self.predictor._window_results([tail], win, window_faults(raw_tail, spec))
+            tail_gaps = cut_windows(self.mbuf, np.array([tail - self.buf_start]), spec.length) > 0
+            windows = self.predictor._window_results([tail], win, window_faults(raw_tail, spec, tail_gaps))
         return self._emit(self.n if self.n >= spec.length else self.emitted, windows)
 
     def _grow(self, end: int) -> None:

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from edgead import __version__
-from edgead.core.atomic import atomic_folder, check_replaceable, write_json
+from edgead.core.atomic import check_replaceable
 from edgead.core.errors import UsageError
 from edgead.tasks.signal.data import SampleSet, Series, load_signal, split_samples, split_series
-from edgead.core.run import RUN_FILE, WEIGHTS, weights_sha256
+from edgead.core.run import RUN_FILE
 from edgead.tasks.signal.predictor import SignalPredictor
 from edgead.tasks.signal.preprocess import SignalSpec, cut_windows, normalize, resample, window_starts
 from edgead.core.thresholds import ThresholdSet
@@ -51,9 +51,8 @@ def train_signal(data: str | Path, out: str | Path, model: str = "mmae", data_ki
     CSV, numpy), where a level shift is often the anomaly. `model_config` overrides fields of
     the model's Config (e.g. {"dim": 32, "depth": 2})."""
     import torch
-    from safetensors.torch import save_file
 
-    from edgead.models import get
+    from edgead.models import get, save_run, torch_backend
     from edgead.tasks import check_model
 
     check_model(model, "signal", "mmae")
@@ -97,7 +96,7 @@ def train_signal(data: str | Path, out: str | Path, model: str = "mmae", data_ki
         "outputs": {"point_score": "point_score", "window_score": "window_score"},
         "thresholds": {},
     }
-    predictor = SignalPredictor.from_backend(config, _torch_backend(net))
+    predictor = SignalPredictor.from_backend(config, torch_backend(net))
     win_scores, point_max = prep["holdout_scores"](predictor)
     window_th = ThresholdSet.from_scores(win_scores)
     point_th = ThresholdSet.from_scores(point_max)
@@ -109,17 +108,9 @@ def train_signal(data: str | Path, out: str | Path, model: str = "mmae", data_ki
         "seconds": round(time.time() - t0, 1), "log": log,
     }
     config["complexity"] = mod.complexity(net)
-    with atomic_folder(out, RUN_FILE) as tmp:
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp / WEIGHTS))
-        config["weights_sha256"] = weights_sha256(tmp)
-        write_json(tmp / RUN_FILE, config)
+    save_run(out, net, config)
     return config
 
-
-def _torch_backend(net):
-    import runtimes
-
-    return runtimes.load("torch", net, output_names=list(net.outputs))
 
 
 def _prepare_samples(d: SampleSet, window, hop, rate, norm, train_fraction, holdout, seed) -> dict:
