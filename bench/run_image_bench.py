@@ -13,10 +13,12 @@ import sys
 import time
 from pathlib import Path
 
+from edgead import targets as target_table
+
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data" / "images"
 DEFAULT_DATA = [SHARED / "hazelnut_toy", SHARED / "magnetic_tile"]
-RUNTIMES = ["onnxruntime", "openvino", "tflite"]
+RUNTIMES = [t.runtime for t in target_table.TARGETS.values()]
 
 
 def latency(bundle: Path, runtime: str, threads: int, precision: str = "fp32") -> dict:

@@ -17,10 +17,12 @@ import sys
 import time
 from pathlib import Path
 
+from edgead import targets as target_table
+
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data" / "images"
 DEFAULT_DATA = [SHARED / "hazelnut_toy", SHARED / "magnetic_tile"]
-TARGETS = {"onnxruntime": "onnx", "openvino": "openvino", "tflite": "tflite"}
+TARGETS = {t.runtime: t.name for t in target_table.TARGETS.values()}  # runtime -> target
 
 
 def latency(bundle: Path, runtime: str, threads: int, precision: str) -> float:

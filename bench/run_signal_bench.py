@@ -19,9 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edgead import targets as target_table
+
 HERE = Path(__file__).resolve().parent
 SIGNALS = HERE.parent.parent / "shared" / "data" / "signals"
-RUNTIMES = [("onnx", "onnxruntime"), ("openvino", "openvino"), ("tflite", "tflite")]
+RUNTIMES = [(t.name, t.runtime) for t in target_table.TARGETS.values()]
 NAB_SERIES = ["realKnownCause/nyc_taxi.csv", "realKnownCause/ambient_temperature_system_failure.csv",
               "realKnownCause/machine_temperature_system_failure.csv",
               "realKnownCause/ec2_request_latency_system_failure.csv",

@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 
 import runtimes
+from edgead import targets
 from edgead.tasks.image.data import open_dataset
 from edgead.tasks.image.evaluate import evaluate
 from edgead.tasks.image.predictor import Predictor
 from edgead.tasks.image.preprocess import preprocess, read_image
 
-RUNTIMES = [r for r in ("onnxruntime", "openvino", "tflite") if runtimes.available(r)]
+RUNTIMES = [t.runtime for t in targets.TARGETS.values() if runtimes.available(t.runtime)]
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 import runtimes
+from edgead import targets
 from edgead.cli import main
 from edgead.tasks.image.data import open_dataset
 from edgead.export import export
@@ -17,8 +18,8 @@ from edgead.tasks.image.preprocess import read_image
 
 IMAGE_MODELS = ["patchcore", "pbas", "fader"]
 EPOCHS = {"patchcore": None, "pbas": 60, "fader": 20}  # enough for maps that survive INT8 at 64 px
-RUNTIMES = [r for r in ("onnxruntime", "openvino", "tflite") if runtimes.available(r)]
-TARGET = {"onnxruntime": "onnx", "openvino": "openvino", "tflite": "tflite"}
+RUNTIMES = [t.runtime for t in targets.TARGETS.values() if runtimes.available(t.runtime)]
+TARGET = {r: targets.for_runtime(r).name for r in RUNTIMES}
 
 
 @pytest.fixture(scope="module", params=IMAGE_MODELS)

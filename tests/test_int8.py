@@ -9,6 +9,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 import runtimes
+from edgead import targets
 from edgead.core.bundle import artefact_files
 from edgead.cli import main
 from edgead.tasks.image.data import Sample, open_dataset
@@ -17,8 +18,7 @@ from edgead.export import ExportError, export
 from edgead.tasks.image.predictor import Predictor
 from quant.gate import Candidate, GateFailed, run_gate
 
-TARGETS = [t for t, rt in (("onnx", "onnxruntime"), ("openvino", "openvino"), ("tflite", "tflite"))
-           if runtimes.available(rt)]
+TARGETS = [t.name for t in targets.TARGETS.values() if runtimes.available(t.runtime)]
 RUNTIME = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "tflite"}
 
 

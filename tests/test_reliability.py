@@ -15,14 +15,15 @@ import numpy as np
 import pytest
 
 import runtimes
+from edgead import targets
 from edgead.cli import main
 from edgead.core import bundle as bundle_io
 from edgead.core.atomic import recover
 from edgead.core.errors import BundleError, DataError
 from edgead.predictor import Predictor
 
-RUNTIMES = [r for r in ("onnxruntime", "openvino", "tflite") if runtimes.available(r)]
-TARGET = {"onnxruntime": "onnx", "openvino": "openvino", "tflite": "tflite"}
+RUNTIMES = [t.runtime for t in targets.TARGETS.values() if runtimes.available(t.runtime)]
+TARGET = {r: targets.for_runtime(r).name for r in RUNTIMES}
 
 
 @pytest.fixture

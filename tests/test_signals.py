@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 import runtimes
+from edgead import targets
 from conftest import run_example, shared_data
 from edgead.tasks.signal.predictor import SignalPredictor
 
 pytestmark = pytest.mark.slow  # trains and exports (tiny) models
-PAIRS = [(t, r) for t, r in (("onnx", "onnxruntime"), ("openvino", "openvino"), ("tflite", "tflite")) if runtimes.available(r)]
+PAIRS = [(t.name, t.runtime) for t in targets.TARGETS.values() if runtimes.available(t.runtime)]
 TARGETS, RUNTIMES = [t for t, _ in PAIRS], [r for _, r in PAIRS]
 TINY = {"dim": 32, "depth": 1, "heads": 2, "spans": [2, 0], "mask_scales": [1, 2], "mask_ratios": [0.5]}
 SRC_RATE, MODEL_RATE = 200, 100
