@@ -77,6 +77,7 @@ class Manifest(TypedDict, total=False):
     files: dict[str, dict[str, Any]]
 
 
+#: every top-level key schema 1 defines; readers refuse others, so a new key needs a schema bump
 MANIFEST_KEYS = tuple(Manifest.__annotations__) + ("manifest_sha256",)
 
 
