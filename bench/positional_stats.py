@@ -88,22 +88,24 @@ def main() -> None:
     p.add_argument("--data", nargs="*", default=[str(SHARED / "hazelnut_toy"), str(SHARED / "magnetic_tile")])
     p.add_argument("--ranks", nargs="*", type=int, default=[8, 16, 32])
     p.add_argument("--json", default=None)
+    p.add_argument("--backbones", nargs="*", default=["lite0"], help="lite0, lite1, lite2")
+    p.add_argument("--scorers", nargs="*", default=["full", "ppca"], help="full, ppca")
     a = p.parse_args()
     from edgead.models.common import PatchFeatures
 
     torch.manual_seed(0)
     spec, post = InputSpec(), PostSpec()
     rows = []
-    for root in a.data:
+    for root, backbone in [(r, b) for r in a.data for b in a.backbones]:
         ds = open_dataset(root)
-        feats = PatchFeatures(pretrained=True).eval()
+        feats = PatchFeatures(pretrained=True, backbone=backbone).eval()
         t = time.time()
         train, _ = features([s.path for s in ds.train], spec, feats, fit=True)
         test, geoms = features([s.path for s in ds.test], spec, feats, fit=False)
-        print(f"{Path(root).name}: features in {time.time() - t:.0f} s, train {tuple(train.shape)}", flush=True)
+        print(f"{Path(root).name} ({backbone}): features in {time.time() - t:.0f} s, train {tuple(train.shape)}", flush=True)
         channels = torch.randperm(train.shape[1], generator=torch.Generator().manual_seed(0))[:100]
-        variants = [("full, 100 random channels", 8, None, channels)]
-        variants += [(f"ppca-{k}", s, k, None) for s in (8, 16) for k in a.ranks]
+        variants = [("full, 100 random channels", 8, None, channels)] if "full" in a.scorers else []
+        variants += [(f"ppca-{k}", s, k, None) for s in (8, 16) for k in a.ranks] if "ppca" in a.scorers else []
         for name, stride, rank, chans in variants:
             tr, te = train, test
             if chans is not None:
@@ -113,7 +115,7 @@ def main() -> None:
             t = time.time()
             model = gaussian_fit(tr, rank)
             maps = gaussian_score(model, te)
-            row = {"data": Path(root).name, "scorer": name, "stride": stride, "mb": round(size_mb(model), 1),
+            row = {"data": Path(root).name, "backbone": backbone, "scorer": name, "stride": stride, "mb": round(size_mb(model), 1),
                    **evaluate(maps, geoms, ds.test, spec, post), "seconds": round(time.time() - t, 1)}
             print(json.dumps(row), flush=True)
             rows.append(row)

@@ -135,6 +135,7 @@ def main() -> None:
     p.add_argument("--calib-size", type=int, default=200)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-ablation", action="store_true")
+    p.add_argument("--results", default=str(HERE / "results" / "image_models.json"), help="JSON to write")
     a = p.parse_args()
     work = Path(a.work)
     results, ablations = [], []
@@ -148,8 +149,8 @@ def main() -> None:
             ablations.append(ablation(data, work))
     meta = {"machine": platform.processor() or platform.machine(), "python": platform.python_version(),
             "date": time.strftime("%Y-%m-%d"), "command": " ".join(["python", *sys.argv]), "threads": a.threads}
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "image_models.json").write_text(json.dumps({"meta": meta, "results": results, "ablation": ablations}, indent=1))
+    Path(a.results).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.results).write_text(json.dumps({"meta": meta, "results": results, "ablation": ablations}, indent=1))
     print(markdown(results, ablations))
 
 

@@ -1,4 +1,4 @@
-"""The EfficientNet-Lite0 written here loads the shipped ImageNet weights and classifies."""
+"""The EfficientNet-Lite0/1/2 written here load the shipped ImageNet weights strictly and classify."""
 import cv2
 import numpy as np
 import pytest
@@ -6,16 +6,20 @@ import torch
 
 skdata = pytest.importorskip("skimage.data")
 
-from edgead.models.efficientnet_lite import INPUT_MEAN, INPUT_STD, TAP_CHANNELS, efficientnet_lite0
+from edgead.models.efficientnet_lite import INPUT_MEAN, INPUT_STD, TAP_CHANNELS, VARIANTS, efficientnet_lite
+
+# parameters + BN buffers of each package's .pth (efficientnet-lite0-57934424, lite1-77cc7160, lite2-9656183e)
+SIZES = {"lite0": 4_694_073, "lite1": 5_470_408, "lite2": 6_150_232}
 
 
-@pytest.fixture(scope="module")
-def net():
-    return efficientnet_lite0(pretrained=True)
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def net(request):
+    return efficientnet_lite(request.param, pretrained=True)
 
 
 def top5(net, rgb):
-    x = cv2.resize(rgb, (224, 224), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    size = net.variant.resolution
+    x = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
     x = (x - np.float32(INPUT_MEAN)) / np.float32(INPUT_STD)
     with torch.no_grad():
         logits = net(torch.from_numpy(x.transpose(2, 0, 1)[None].copy()))
@@ -23,8 +27,7 @@ def top5(net, rgb):
 
 
 def test_weights_load_strictly_with_expected_size(net):
-    n = sum(p.numel() for p in net.state_dict().values())
-    assert n == 4_694_073  # parameters + BN buffers of efficientnet-lite0-57934424.pth
+    assert sum(p.numel() for p in net.state_dict().values()) == SIZES[net.variant.name]
 
 
 def test_chelsea_is_a_cat(net):
@@ -39,6 +42,7 @@ def test_coffee_is_espresso_or_cup(net):
 def test_feature_taps_strides_and_channels(net):
     x = torch.zeros(1, 3, 256, 192)
     f4, f8, f16 = net.features(x, (4, 8, 16))
-    assert f4.shape == (1, TAP_CHANNELS[4], 64, 48)
-    assert f8.shape == (1, TAP_CHANNELS[8], 32, 24)
-    assert f16.shape == (1, TAP_CHANNELS[16], 16, 12)
+    ch = net.variant.tap_channels
+    assert f4.shape == (1, ch[4], 64, 48) and f8.shape == (1, ch[8], 32, 24) and f16.shape == (1, ch[16], 16, 12)
+    if net.variant.name == "lite0":
+        assert ch == TAP_CHANNELS

@@ -16,8 +16,8 @@ from edgead.models import MODELS, fader, patchcore, pbas
 from edgead.tasks.image.predictor import Predictor
 from edgead.tasks.image.preprocess import read_image
 
-IMAGE_MODELS = ["patchcore", "pbas", "fader"]
-EPOCHS = {"patchcore": None, "pbas": 60, "fader": 20}  # enough for maps that survive INT8 at 64 px
+IMAGE_MODELS = ["patchcore", "pbas", "fader", "padim"]
+EPOCHS = {"patchcore": None, "pbas": 60, "fader": 20, "padim": None}  # enough for maps that survive INT8 at 64 px
 RUNTIMES = [t.runtime for t in targets.TARGETS.values() if runtimes.available(t.runtime)]
 TARGET = {r: targets.for_runtime(r).name for r in RUNTIMES}
 
@@ -155,7 +155,7 @@ def test_synthesised_features_sit_k_mean_radii_outside_their_centre():
 
 def test_fader_mask_is_deterministic_and_excised_cells_get_a_local_mean_hint():
     model = fader.FADeRLite(fader.FADeRConfig(), pretrained=False).eval()
-    f = torch.randn(1, patchcore.PATCH_CHANNELS, 8, 8, generator=torch.Generator().manual_seed(0))
+    f = torch.randn(1, fader.C, 8, 8, generator=torch.Generator().manual_seed(0))
     f[..., 3, 3] *= 10  # a salient cell
     model.saliency_threshold.fill_(2.0)
     model.saliency_softness.fill_(0.01)
@@ -181,3 +181,49 @@ def test_fader_without_attenuation_has_plain_skips():
     assert with_att.unet.att0 is not None and without.unet.att0 is None
     n = lambda m: sum(p.numel() for p in m.unet.parameters())  # noqa: E731
     assert n(with_att) > n(without)
+
+
+# PaDiM-lite
+
+
+def test_padim_graph_is_the_low_rank_mahalanobis_distance_of_each_location():
+    """Checked against an independent computation: numpy's eigendecomposition of each location's
+    covariance, and the PPCA distance written out term by term."""
+    from edgead.models import padim
+
+    cfg = padim.PaDiMConfig(stride=16, rank=4, eps=0.01)
+    model = padim.PaDiMLite(cfg, pretrained=False)
+    images = np.random.default_rng(0).normal(size=(12, 3, 64, 64)).astype(np.float32)
+    log = padim.fit(model, images)
+    assert log["grid"] == [4, 4] and model.config.grid_h == 4 and log["rank"] == 4
+    x = torch.from_numpy(images[:2] * 1.5)
+    with torch.no_grad():
+        train = model.grid(torch.from_numpy(images)).double().numpy()
+        test = model.grid(x).double().numpy()
+        got = model(x)[:, 0].numpy()
+    c = train.shape[1]
+    for (i, j) in [(0, 0), (1, 2), (3, 3)]:
+        xs = train[:, :, i, j]
+        mu = xs.mean(0)
+        cov = np.cov(xs, rowvar=False) + 0.01 * np.eye(c)
+        lam, vec = np.linalg.eigh(cov)
+        u, top, rest = vec[:, -4:], lam[-4:], lam[:-4].mean()
+        for n in range(2):
+            z = test[n, :, i, j] - mu
+            p = u.T @ z
+            d2 = (p ** 2 / top).sum() + (z @ z - p @ p) / rest
+            assert got[n, i, j] == pytest.approx(np.sqrt(d2 + 1), rel=1e-4)
+
+
+def test_padim_size_and_backbone_setting(small_mvtec, tmp_path):
+    """`--set backbone=lite2` trains on EfficientNet-Lite2 features (192 channels at 64 px)."""
+    assert main(["train", "--model", "padim", "--data", str(small_mvtec), "--out", str(tmp_path / "p"),
+                 "--image-size", "64", "--set", "backbone=lite2", "--set", "rank=8"]) == 0
+    cfg = json.loads((tmp_path / "p" / "run.json").read_text())
+    assert cfg["model"]["config"]["backbone"] == "lite2"
+    from safetensors.numpy import load_file
+
+    w = load_file(str(tmp_path / "p" / "weights.safetensors"))
+    assert w["directions"].shape == (16, 192, 8) and w["mean"].shape == (1, 192, 4, 4)
+    res = Predictor(tmp_path / "p").predict(sorted((small_mvtec / "test/colour").glob("*"))[0])
+    assert res.anomaly_map.shape == (128, 128)

@@ -21,6 +21,7 @@ MODELS: dict[str, ModelEntry] = {
     "patchcore": ModelEntry("edgead.models.patchcore", "image", "best whole-image detection on textures; no training loop; slowest (bank search)"),
     "pbas": ModelEntry("edgead.models.pbas", "image", "smallest head, fastest on ONNX Runtime; for a tight budget; INT8 least robust"),
     "fader": ModelEntry("edgead.models.fader", "image", "sharpest anomaly maps (localisation first); weaker whole-image ranking on textures"),
+    "padim": ModelEntry("edgead.models.padim", "image", "position-specific textures (tiles, panels): per-location low-rank Gaussians; nothing to train"),
     "mmae": ModelEntry("edgead.models.mmae", "signal", "signals (ECG, sensor series): multi-scale masked autoencoder, < 0.5 M parameters"),
 }
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.progress import progress_bar
-from .efficientnet_lite import TAP_CHANNELS, efficientnet_lite0
+from .efficientnet_lite import TAP_CHANNELS, efficientnet_lite
 
 
 def conv_bn(cin: int, cout: int, k: int = 1, stride: int = 1, groups: int = 1) -> nn.Sequential:
@@ -38,7 +38,7 @@ class Standardize(nn.Module):
 
 
 PATCH_STRIDES = (4, 8, 16)
-PATCH_CHANNELS = sum(TAP_CHANNELS[s] for s in PATCH_STRIDES)
+PATCH_CHANNELS = sum(TAP_CHANNELS[s] for s in PATCH_STRIDES)  # with the default backbone, Lite0
 
 
 class PatchFeatures(nn.Module):
@@ -49,12 +49,14 @@ class PatchFeatures(nn.Module):
     AUPRO 0.867 -> 0.908). Each tap is standardised before the concatenation, so that an INT8
     graph never quantizes channels of very different ranges with one scale."""
 
-    def __init__(self, pretrained: bool = True):
+    def __init__(self, pretrained: bool = True, backbone: str = "lite0"):
         super().__init__()
-        self.backbone = efficientnet_lite0(pretrained=pretrained, truncate_after=10)
+        self.backbone = efficientnet_lite(backbone, pretrained=pretrained, truncate_after_stride=16)
         for p in self.backbone.parameters():
             p.requires_grad_(False)
-        self.norm = Standardize(PATCH_CHANNELS)
+        self.sizes = [self.backbone.variant.tap_channels[s] for s in PATCH_STRIDES]
+        self.channels = sum(self.sizes)
+        self.norm = Standardize(self.channels)
 
     def taps(self, x: torch.Tensor) -> list[torch.Tensor]:
         self.backbone.eval()
@@ -69,8 +71,7 @@ class PatchFeatures(nn.Module):
         return torch.cat(self.taps(x), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        sizes = [TAP_CHANNELS[s] for s in PATCH_STRIDES]
-        means, stds = self.norm.mean.split(sizes, 1), self.norm.std.split(sizes, 1)
+        means, stds = self.norm.mean.split(self.sizes, 1), self.norm.std.split(self.sizes, 1)
         return torch.cat([(t - m) / s for t, m, s in zip(self.taps(x), means, stds)], 1)
 
 

