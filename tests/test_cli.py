@@ -94,3 +94,25 @@ def test_eval_of_something_that_is_not_a_run_or_bundle(tmp_path, small_mvtec):
 def test_help_lists_models():
     r = run_cli("train", "--help")
     assert r.returncode == 0 and "  hetnet " in r.stdout and "  patchcore " in r.stdout
+
+
+def test_eval_pixel_metrics_on_the_original_geometry(tiny_run, small_mvtec, capsys):
+    """`--geometry original`: maps resized to each image's own size (long side capped at 256) with
+    area interpolation, masks with nearest; re-measured here with OpenCV and sklearn."""
+    from edgead.tasks.image.data import read_mask
+    from edgead.tasks.image.preprocess import read_image
+
+    assert main(["eval", str(tiny_run), "--data", str(small_mvtec), "--json", "--geometry", "original"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    pred, maps, masks = Predictor(tiny_run), [], []
+    for s in open_dataset(small_mvtec).test:
+        img = read_image(s.path)
+        if s.label == 0 or s.mask_path is not None:
+            region = pred.analyse(img)[0]
+            maps.append(cv2.resize(region, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_AREA))
+            masks.append(read_mask(s, img.shape[:2]))
+    assert maps[0].shape == (128, 128) and res["pixel_geometry"] == "original"
+    expected = roc_auc_score(np.concatenate([m.ravel() for m in masks]), np.concatenate([m.ravel() for m in maps]))
+    assert res["pixel_auroc"] == pytest.approx(expected, abs=1e-6)
+    assert main(["eval", str(tiny_run), "--data", str(small_mvtec), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pixel_geometry"] == "network"

@@ -24,6 +24,10 @@ def add_arguments(command: str, g: argparse._ArgumentGroup) -> None:
                             "an unknown key lists the model's settings")
     elif command == "eval":
         g.add_argument("--save-maps", default=None, help="folder for heat-map overlays (PNG)")
+        g.add_argument("--geometry", choices=["network", "original"], default=None,
+                       help="where pixel metrics are computed: the network input's valid region (default), or "
+                            "the original image's geometry with its long side capped at 256 px (comparable "
+                            "across tools)")
 
 
 def settings(pairs: list[str] | None) -> dict:
@@ -55,7 +59,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 def eval_options(a: argparse.Namespace) -> dict:
     """This task's own `edgead eval` flags, as keyword arguments of its evaluate()."""
-    return {"save_maps": a.save_maps}
+    return {"save_maps": a.save_maps, "geometry": a.geometry or "network"}
 
 
 def expand(paths: list[str]) -> list[Path]:

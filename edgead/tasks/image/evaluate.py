@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from edgead.core import metrics
-from edgead.core.errors import DataError
+from edgead.core.errors import DataError, UsageError
 from edgead.core.progress import progress_bar
 from edgead.core.records import train_of
 from edgead.tasks.image.data import open_dataset, read_mask
@@ -17,11 +18,16 @@ from edgead.tasks.image.split import is_training_data, recorded_split
 
 def evaluate(source: str | Path, data: str | Path, runtime: str = "auto", precision: str = "auto",
              threads: int | None = None, save_maps: str | Path | None = None,
-             predictor: Predictor | None = None) -> dict:
+             predictor: Predictor | None = None, geometry: str = "network") -> dict:
     """Image AUROC, pixel AUROC, AUPRO and F1-max on `data`'s test split.
 
-    Pixel metrics are computed on the valid (non-padded) region at network resolution;
-    anomalous images without a mask count for image metrics only."""
+    Pixel metrics are computed on the valid (non-padded) region at network resolution
+    (`geometry="network"`), or on the original image geometry (`"original"`: aspect kept, long
+    side capped at ORIGINAL_LONG_SIDE pixels, maps resized with area interpolation and masks
+    with nearest), a protocol any tool's maps can be compared on. Anomalous images without a
+    mask count for image metrics only."""
+    if geometry not in GEOMETRIES:
+        raise UsageError(f"geometry must be one of {', '.join(GEOMETRIES)}, got {geometry!r}")
     predictor = predictor or Predictor(source, runtime=runtime, threads=threads, precision=precision)
     test, root, evaluated_on = test_samples(predictor.config, data)
     if not test:
@@ -33,8 +39,13 @@ def evaluate(source: str | Path, data: str | Path, runtime: str = "auto", precis
         labels.append(s.label)
         scores.append(score)
         if s.label == 0 or s.mask_path is not None:
+            mask = read_mask(s, img.shape[:2])
+            if geometry == "original":
+                region, mask = on_original_geometry(region, mask)
+            else:
+                mask = mask_to_input(mask, g)
             maps.append(region)
-            masks.append(mask_to_input(read_mask(s, img.shape[:2]), g))
+            masks.append(mask)
         if save_maps is not None:
             from edgead.tasks.image.visualize import save_overlay
 
@@ -45,7 +56,23 @@ def evaluate(source: str | Path, data: str | Path, runtime: str = "auto", precis
                             maps if has_defect_pixels else None)
     out["runtime"], out["precision"] = predictor.runtime, predictor.precision
     out["evaluated_on"] = evaluated_on
+    out["pixel_geometry"] = geometry
     return out
+
+
+GEOMETRIES = ("network", "original")
+ORIGINAL_LONG_SIDE = 256
+
+
+def on_original_geometry(region: np.ndarray, mask: np.ndarray, long_side: int = ORIGINAL_LONG_SIDE):
+    """(map, mask) on the original image's geometry, its long side capped at `long_side`:
+    the map (valid region, any resolution) resized with area interpolation, the mask with nearest."""
+    h, w = mask.shape
+    scale = min(1.0, long_side / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    m = cv2.resize(np.asarray(region, np.float32), size, interpolation=cv2.INTER_AREA)
+    k = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    return m, k
 
 
 def test_samples(run, data: str | Path) -> tuple[list, Path, str]:
