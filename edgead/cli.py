@@ -30,6 +30,14 @@ def _foreign_flags(a: argparse.Namespace, task) -> None:
                              f"(see `edgead {a.command} --help`)")
 
 
+def _predictor(task, source: str, a: argparse.Namespace):
+    """The task's predictor for `source` with the flags every scoring command has."""
+    pred = task.predictor(source, runtime=a.runtime, threads=a.threads, precision=a.precision)
+    if a.threshold is not None:
+        pred.set_threshold(a.threshold)
+    return pred
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from edgead.tasks import for_model
 
@@ -43,10 +51,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
     task = for_path(a.source)
     _foreign_flags(a, task)
-    pred = task.predictor(a.source, runtime=a.runtime, threads=a.threads, precision=a.precision)
-    if a.threshold is not None:
-        pred.set_threshold(a.threshold)
-    res = task.evaluate(pred, a.data, **task.eval_options(a))
+    res = task.evaluate(_predictor(task, a.source, a), a.data, **task.eval_options(a))
     if a.json:
         print(json.dumps(res))
     else:
@@ -61,7 +66,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
     task = for_path(a.bundle)
     _foreign_flags(a, task)
-    return task.cli_predict(a)
+    return task.cli_predict(a, _predictor(task, a.bundle, a))
 
 
 def cmd_export(a: argparse.Namespace) -> int:

@@ -17,11 +17,10 @@ import numpy as np
 
 from edgead import __version__, targets
 from edgead.core import bundle as bundle_io
-from edgead.core.errors import ExportError, UsageError
+from edgead.core.errors import ExportError
 from edgead.core.records import (PATH_KEYS, Manifest, RunRecord, device_train_record, same_model, scrub_paths,
                                  train_of)
 
-TARGETS = targets.NAMES
 OPSET = 18
 PARITY_ATOL = 1e-3  # of the raw outputs, FP32 artefacts, relative to their largest magnitude
 
@@ -152,9 +151,7 @@ def export(run_dir: str | Path, out: str | Path, targets_wanted: list[str], samp
     from edgead.tasks import for_record
 
     log = log or (lambda msg: None)
-    wanted = [targets.get(t).name for t in targets_wanted]
-    if not wanted:
-        raise UsageError(f"no export target given; choose from {', '.join(TARGETS)}")
+    wanted = targets.parse(list(targets_wanted))  # the CLI's checks, for Python callers too
     out = Path(out)
     bundle_io.check_writable(out)
     model, cfg = load_run(run_dir)

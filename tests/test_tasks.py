@@ -198,3 +198,11 @@ def test_runtimes_know_nothing_of_models_and_core_nothing_of_torch():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
     assert int(r.stdout) >= 20
+
+
+def test_the_export_api_refuses_an_int8_key_as_the_cli_does(tiny_run, tmp_path):
+    from edgead.export import export
+
+    with pytest.raises(UsageError, match="'onnx_int8' is not an export target: export 'onnx' with --int8"):
+        export(tiny_run, tmp_path / "b", ["onnx_int8"])
+    assert not (tmp_path / "b").exists()

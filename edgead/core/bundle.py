@@ -282,10 +282,11 @@ def _check_entries(m: dict, path: Path) -> None:
                                   "checksum entry; re-export the bundle")
 
 
-def verify_files(bundle_dir: str | os.PathLike, manifest: dict) -> None:
-    """Check that every file listed in the manifest exists with its recorded size and sha256."""
-    for name in manifest.get("files", {}):
-        _verified(Path(bundle_dir), manifest, name, keep=False)
+def verify_files(bundle_dir: str | os.PathLike, manifest: Mapping, keep: list[str] | tuple = ()) -> dict[str, bytes]:
+    """Check that every file listed in the manifest exists with its recorded size and sha256,
+    in one read of each; the bytes of the files named in `keep` are returned (see read_verified)."""
+    return {name: content for name in manifest.get("files", {})
+            if (content := _verified(Path(bundle_dir), manifest, name, keep=name in keep)) is not None}
 
 
 def read_verified(bundle_dir: str | os.PathLike, manifest: Mapping, names: list[str]) -> dict[str, bytes]:

@@ -15,7 +15,7 @@ import numpy as np
 import runtimes
 from edgead import targets
 from edgead.core import bundle as bundle_io
-from edgead.core.errors import BundleError, TaskMismatch, UsageError
+from edgead.core.errors import BundleError, EdgeadError, TaskMismatch, UsageError
 from edgead.core.records import Manifest, RunRecord, task_of
 from edgead.core.run import is_run, read_run_config
 
@@ -77,29 +77,34 @@ def legacy_output_names(produced: list[str], wanted: tuple[str, ...]) -> dict[st
 
 
 def _open_bundle(path: Path, target: str | None, runtime: str, precision: str, check_task, tries: int = 3):
-    """(manifest, target key, artefact entry, {file: verified bytes}). A bundle being rewritten
+    """(manifest, target key, its runtime, {file: verified bytes}). A bundle being rewritten
     by another process while we read it can pair the old manifest with a new file: that shows as
     a checksum error with a manifest that changed meanwhile, and is read again."""
     manifest_file = path / bundle_io.MANIFEST
     for attempt in range(tries):
         before = manifest_file.read_bytes() if manifest_file.is_file() else None
         try:
-            manifest = bundle_io.load_manifest(path, verify=True)
-            check_task(manifest, path, "bundle")
-            key = target or choose_target(manifest, runtime, precision)
-            bundle_io.artefact_path(path, manifest, key)  # names the bundle's targets if unknown
+            manifest = bundle_io.load_manifest(path, verify=False)
+            try:
+                check_task(manifest, path, "bundle")
+                key = target or choose_target(manifest, runtime, precision)
+                bundle_io.artefact_path(path, manifest, key)  # names the bundle's targets if unknown
+            except EdgeadError:  # a damaged bundle is reported first, as a verified load would
+                bundle_io.verify_files(path, manifest)
+                raise
             art = manifest["artefacts"][key]
+            # every file verified, the artefact's own read once and kept for the runtime
+            content = bundle_io.verify_files(path, manifest, keep=bundle_io.artefact_files(art))
             rt = _runtime(key, art)
             if rt not in runtimes.BACKENDS or rt == targets.TORCH:
                 raise BundleError(f"{path}: artefact {key!r} is for {rt!r}; a bundle carries ONNX, OpenVINO or TFLite "
                                   "artefacts only (torch programs can unpickle code, so they are never loaded from one)")
-            content = bundle_io.read_verified(path, manifest, bundle_io.artefact_files(art))
             mixed = art.get("weights_sha256") and manifest.get("weights_sha256") and \
                 art["weights_sha256"] != manifest["weights_sha256"]
             if mixed:
                 raise BundleError(f"{path}: artefact {key!r} was made from other weights than the bundle's "
                                   "thresholds and input spec (two runs were mixed); re-export the bundle")
-            return manifest, key, art, {Path(n).name: b for n, b in content.items()}  # runtimes look up by name
+            return manifest, key, rt, {Path(n).name: b for n, b in content.items()}  # runtimes look up by name
         except BundleError:
             after = manifest_file.read_bytes() if manifest_file.is_file() else None
             if after == before or attempt == tries - 1:
@@ -130,8 +135,8 @@ class BasePredictor:
             backend = runtimes.load(targets.TORCH, model, threads=threads, output_names=list(model.outputs))
             self._init(record, backend, targets.TORCH, "fp32")
             return
-        manifest, key, art, content = _open_bundle(path, target, runtime, precision, self._check_task)
-        rt = targets.runtime_of(key, art)
+        manifest, key, rt, content = _open_bundle(path, target, runtime, precision, self._check_task)
+        art = manifest["artefacts"][key]
         backend = runtimes.load(rt, path / art["file"], threads=threads, device=device, files=content)
         self._init(manifest, backend, key, art.get("precision", "fp32"))
 

@@ -52,7 +52,6 @@ class ArtefactRecord(TypedDict, total=False):
     sha256: str
     bytes: int
     weights_sha256: str  # the run weights it was converted from
-    output_names: dict[str, str]  # the artefact's output name -> the task's output name
     max_abs_diff_vs_torch: float
     parity_input: str  # which input the parity check used
     source_target: str  # INT8: the FP32 target it was quantized from
@@ -94,14 +93,10 @@ def split_of(record: Mapping) -> dict[str, Any]:
     return dict(train_of(record).get("split") or {})
 
 
-def weights_of(record: Mapping) -> str | None:
-    return record.get("weights_sha256") or record.get("provenance", {}).get("weights_sha256")
-
-
 def same_model(a: Mapping, b: Mapping) -> bool:
     """Whether two records (run or manifest) describe the same trained weights: by the weights'
     sha256 where both have it, else by what a predictor reads (model, input, thresholds)."""
-    wa, wb = weights_of(a), weights_of(b)
+    wa, wb = a.get("weights_sha256"), b.get("weights_sha256")
     if wa and wb:
         return wa == wb
     keys = ("model", "input", "post", "thresholds")

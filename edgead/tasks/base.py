@@ -40,7 +40,7 @@ class Task:
         """This task's own `edgead eval` flags as keyword arguments of `evaluate`."""
         return {}
 
-    def cli_predict(self, a: argparse.Namespace) -> int:
+    def cli_predict(self, a: argparse.Namespace, predictor) -> int:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ training and evaluation

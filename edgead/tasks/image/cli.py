@@ -80,13 +80,10 @@ def expand_named(paths: list[str]) -> list[tuple[Path, Path]]:
     return unique_names(out)
 
 
-def cmd_predict(a: argparse.Namespace) -> int:
-    from edgead.tasks.image.predictor import Predictor
+def cmd_predict(a: argparse.Namespace, pred) -> int:
+    """Score image files and folders with `pred`: one line (or JSON line) per image."""
     from edgead.tasks.image.preprocess import read_image
 
-    pred = Predictor(a.bundle, runtime=a.runtime, threads=a.threads, precision=a.precision)
-    if a.threshold is not None:
-        pred.set_threshold(a.threshold)
     named = expand_named(a.paths)
     if not named:
         raise DataError(f"no images found in {' '.join(a.paths)}")

@@ -84,9 +84,9 @@ def test_samples(run, data: str | Path) -> tuple[list, Path, str]:
             sp = recorded_split(run, "evaluation on the training data", root=Path(data))
         except DataError as e:  # the folder changed: re-split with the run's seed, and say so
             return open_dataset(data, seed=seed).test, Path(data), f"the test split of seed {seed} ({e})"
-        if sp.recorded:
-            return sp.test, sp.root, "the test split recorded at training"
-        return open_dataset(data, seed=seed).test, sp.root, f"the test split of seed {seed}, as at training"
+        # runs from before the split was recorded: recorded_split re-derived it with the run's seed
+        return sp.test, sp.root, ("the test split recorded at training" if sp.recorded
+                                  else f"the test split of seed {seed}, as at training")
     ds = open_dataset(data)
     return ds.test, ds.root, "all of the data's test split"
 

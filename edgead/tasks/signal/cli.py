@@ -72,14 +72,11 @@ def _rate(d, given: float | None, model_rate: float | None, path: str) -> float 
     return d.rate if d.rate is not None else given if given is not None else model_rate
 
 
-def cmd_predict(a: argparse.Namespace) -> int:
-    """Score signal files (UCR samples, WFDB records, CSV, numpy): one JSON line per sample or window."""
+def cmd_predict(a: argparse.Namespace, pred) -> int:
+    """Score signal files (UCR samples, WFDB records, CSV, numpy) with `pred`: one JSON line per
+    sample or window."""
     from edgead.tasks.signal.data import SampleSet, load_with_channels
-    from edgead.tasks.signal.predictor import SignalPredictor
 
-    pred = SignalPredictor(a.bundle, runtime=a.runtime, threads=a.threads, precision=a.precision)
-    if a.threshold is not None:
-        pred.set_threshold(a.threshold)
     failed = 0
     names = dict(zip(a.paths, (rel for _, rel in unique_names([(Path(p), Path(Path(p).name)) for p in a.paths]))))
     for path in a.paths:

@@ -247,7 +247,7 @@ class SignalStream:
         if starts:
             wins = cut_windows(self.buf, np.asarray(starts) - self.buf_start, spec.length)
             point, win = self.predictor.raw_scores(normalize(wins, spec))
-            faults = window_faults(wins, spec, cut_windows(self.mbuf, np.asarray(starts) - self.buf_start, spec.length) > 0)
+            faults = window_faults(wins, spec, _cut_mask(self.mbuf[:, 0], np.asarray(starts) - self.buf_start, spec.length))
             self._grow(starts[-1] + spec.length)
             for s, p in zip(starts, point):
                 a = s - self.emitted
@@ -274,7 +274,7 @@ class SignalStream:
             a = covered - self.emitted
             self.acc_sum[a:] = point[0][covered - tail:]
             self.acc_cnt[a:] = 1
-            tail_gaps = cut_windows(self.mbuf, np.array([tail - self.buf_start]), spec.length) > 0
+            tail_gaps = _cut_mask(self.mbuf[:, 0], np.array([tail - self.buf_start]), spec.length)
             windows = self.predictor._window_results([tail], win, window_faults(raw_tail, spec, tail_gaps))
         return self._emit(self.n if self.n >= spec.length else self.emitted, windows)
 
