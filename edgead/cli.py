@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from edgead.core.errors import EdgeadError, UsageError
+from edgead.models import DEFAULT_MODEL
 
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_USAGE = 0, 1, 2
 _OWNED: dict[str, dict[str, tuple[str, str]]] = {}  # command -> dest -> (task, flag)
@@ -122,8 +123,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
                          "--data DIR (an MVTec-layout folder: train/good, test/<good|defect>)")
     data = Path(a.data) if a.data else DEMO_DATA
     out = Path(a.out)
-    print(f"[1/4] training hetnet on {data}/train/good (normal images only)", flush=True)
-    cfg = train(data, out / "run", model="hetnet", epochs=a.epochs)
+    print(f"[1/4] training {a.model} on {data}/train/good (normal images only)", flush=True)
+    cfg = train(data, out / "run", model=a.model, epochs=a.epochs)
     print(f"      {cfg['train']['seconds']} s; complexity {cfg['complexity']}", flush=True)
     print(f"[2/4] evaluating on {data}/test; heat-map overlays in {out / 'maps'}", flush=True)
     print("      " + json.dumps(evaluate(out / "run", data, save_maps=out / "maps")), flush=True)
@@ -162,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model on normal images", formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Train on DATA/train/good (MVTec layout) or DATA/good.\n\nmodels, and when to pick each:\n" + _models_help())
-    t.add_argument("--model", default="hetnet", help="model name (see above)")
+    t.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (see above; default {DEFAULT_MODEL})")
     t.add_argument("--data", required=True, help="data folder")
     t.add_argument("--out", required=True, help="run folder to write")
     t.add_argument("--epochs", type=int, default=None, help="passes over the training data (default: the model's own)")
@@ -232,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="train, evaluate and export on the hazelnut sample of the source checkout")
     d.add_argument("--data", default=None, help=f"data folder (default: {DEMO_DATA})")
     d.add_argument("--out", default="demo_out")
-    d.add_argument("--epochs", type=int, default=None)
+    d.add_argument("--model", default=DEFAULT_MODEL, help=f"an image model (default {DEFAULT_MODEL})")
+    d.add_argument("--epochs", type=int, default=None, help="for models with a training loop (default: the model's own)")
     d.set_defaults(func=cmd_demo)
     return p
 

@@ -17,13 +17,17 @@ class ModelEntry(NamedTuple):
 
 
 MODELS: dict[str, ModelEntry] = {
-    "hetnet": ModelEntry("edgead.models.hetnet", "image", "the default: distilled students; balanced accuracy, speed and INT8"),
+    "padim": ModelEntry("edgead.models.padim", "image", "the default: per-location low-rank Gaussians of pretrained features; "
+                        "nothing to train; best whole-image detection measured (BENCHMARKS.md, issue 17)"),
+    "hetnet": ModelEntry("edgead.models.hetnet", "image", "distilled students; sharpest maps for small defects on "
+                         "aligned parts; trains in minutes"),
     "patchcore": ModelEntry("edgead.models.patchcore", "image", "best whole-image detection on textures; no training loop; slowest (bank search)"),
     "pbas": ModelEntry("edgead.models.pbas", "image", "smallest head, fastest on ONNX Runtime; for a tight budget; INT8 least robust"),
     "fader": ModelEntry("edgead.models.fader", "image", "sharpest anomaly maps (localisation first); weaker whole-image ranking on textures"),
-    "padim": ModelEntry("edgead.models.padim", "image", "position-specific textures (tiles, panels): per-location low-rank Gaussians; nothing to train"),
     "mmae": ModelEntry("edgead.models.mmae", "signal", "signals (ECG, sensor series): multi-scale masked autoencoder, < 0.5 M parameters"),
 }
+
+DEFAULT_MODEL = "padim"  # what `edgead train` fits without --model; why: BENCHMARKS.md, issue 17
 
 
 def check(name: str) -> ModelEntry:

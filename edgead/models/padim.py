@@ -17,12 +17,16 @@ from torch import nn
 
 from .common import PATCH_STRIDES, PatchFeatures, backbone_complexity, count_flops, fitted_features
 
+STORAGE = {"float32": torch.float32, "float16": torch.float16}
+RESIZE = "stretch"  # per-location statistics want the part at the same place in every image, whatever its aspect
+
 
 @dataclass
 class PaDiMConfig:
     backbone: str = "lite1"  # EfficientNet-Lite0, -Lite1 or -Lite2 (bench/positional_stats.py: Lite1 measured best)
     stride: int = 16  # grid of the statistics: 8 (the features' own) or 16 (2 x 2 averaged)
-    rank: int = 32  # principal directions kept per location
+    rank: int = 48  # principal directions kept per location
+    directions_dtype: str = "float16"  # storage of the principal directions (computed in float32): halves the bundle
     eps: float = 0.01  # added to every variance (the features are standardised)
     grid_h: int = 1  # set by fit: the grid the statistics were fitted on
     grid_w: int = 1
@@ -36,10 +40,12 @@ class PaDiMLite(nn.Module):
         self.config = cfg = config or PaDiMConfig()
         if cfg.stride not in (8, 16):
             raise ValueError(f"padim: stride must be 8 or 16, got {cfg.stride}")
+        if cfg.directions_dtype not in STORAGE:
+            raise ValueError(f"padim: directions_dtype must be one of {sorted(STORAGE)}, got {cfg.directions_dtype!r}")
         self.features = PatchFeatures(pretrained, cfg.backbone)
         c, locations = self.features.channels, cfg.grid_h * cfg.grid_w
         self.register_buffer("mean", torch.zeros(1, c, cfg.grid_h, cfg.grid_w))
-        self.register_buffer("directions", torch.zeros(locations, c, cfg.rank))
+        self.register_buffer("directions", torch.zeros(locations, c, cfg.rank, dtype=STORAGE[cfg.directions_dtype]))
         self.register_buffer("inv_variances", torch.ones(locations, 1, cfg.rank))
         self.register_buffer("inv_rest", torch.ones(locations, 1))
 
@@ -51,7 +57,7 @@ class PaDiMLite(nn.Module):
         z = self.grid(image) - self.mean
         n, c, h, w = z.shape
         zl = z.flatten(2).permute(2, 0, 1)  # (locations, n, c)
-        p = torch.bmm(zl, self.directions)  # (locations, n, rank)
+        p = torch.bmm(zl, self.directions.float())  # (locations, n, rank)
         p2 = p * p
         d2 = (p2 * self.inv_variances).sum(-1) + ((zl * zl).sum(-1) - p2.sum(-1)) * self.inv_rest
         # sqrt(d^2 + 1) as in PatchCore-lite: no infinite slope at 0 for INT8 and rounding.
@@ -75,7 +81,7 @@ def fit(model: PaDiMLite, images: np.ndarray, seed: int = 0) -> dict:
     values, vectors = torch.linalg.eigh(cov)  # ascending
     cfg.grid_h, cfg.grid_w, cfg.rank = h, w, rank
     model.mean = mean.reshape(h, w, c).permute(2, 0, 1)[None].float().contiguous()
-    model.directions = vectors[:, :, -rank:].float().contiguous()
+    model.directions = vectors[:, :, -rank:].to(STORAGE[cfg.directions_dtype]).contiguous()
     model.inv_variances = (1.0 / values[:, None, -rank:]).float().contiguous()
     model.inv_rest = (1.0 / values[:, :-rank].mean(1, keepdim=True)).float().contiguous()
     kept = float((values[:, -rank:].sum(1) / values.sum(1)).mean())
@@ -84,7 +90,7 @@ def fit(model: PaDiMLite, images: np.ndarray, seed: int = 0) -> dict:
 
 
 def stats_bytes(model: PaDiMLite) -> int:
-    return 4 * sum(b.numel() for b in (model.mean, model.directions, model.inv_variances, model.inv_rest))
+    return sum(b.numel() * b.element_size() for b in (model.mean, model.directions, model.inv_variances, model.inv_rest))
 
 
 def complexity(model: PaDiMLite, height: int, width: int) -> dict:

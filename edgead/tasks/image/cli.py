@@ -10,14 +10,15 @@ from edgead.core.errors import DataError, UsageError
 from edgead.core.output_names import unique_names
 
 EXIT_OK, EXIT_FAILED_ITEMS = 0, 1
-DEFAULT_IMAGE_SIZE, DEFAULT_RESIZE = 256, "letterbox"
+DEFAULT_IMAGE_SIZE = 256
 
 
 def add_arguments(command: str, g: argparse._ArgumentGroup) -> None:
     if command == "train":
         g.add_argument("--image-size", type=int, default=None, help=f"network input size in pixels (default {DEFAULT_IMAGE_SIZE})")
         g.add_argument("--resize", choices=["letterbox", "stretch"], default=None,
-                       help="letterbox keeps the aspect ratio (default); stretch squashes to a square")
+                       help="letterbox keeps the aspect ratio and pads; stretch squashes to a square "
+                            "(default: the model's own, stretch for padim, else letterbox)")
         g.add_argument("--val", default=None, help="labelled validation folder: adds F1-adaptive thresholds")
         g.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
                        help="a model setting, repeatable (e.g. --set max_bank=8192 for patchcore); "
@@ -48,7 +49,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     from edgead.tasks.image.train import train
 
     cfg = train(a.data, a.out, model=a.model, epochs=a.epochs, image_size=DEFAULT_IMAGE_SIZE if a.image_size is None else a.image_size,
-                seed=a.seed, holdout=a.holdout, resize=a.resize or DEFAULT_RESIZE, val=a.val, threads=a.threads,
+                seed=a.seed, holdout=a.holdout, resize=a.resize, val=a.val, threads=a.threads,
                 overrides=settings(a.set))
     th = cfg["thresholds"]["image"]
     print(f"trained {a.model} in {cfg['train']['seconds']} s on {cfg['train']['n_fit']} images "

@@ -8,6 +8,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from edgead.core.errors import DataError
+from edgead.models import DEFAULT_MODEL
 from edgead.tasks.base import Task
 from edgead.tasks.image import cli
 
@@ -25,7 +26,7 @@ class ImageTask(Task):
     eval_options = staticmethod(cli.eval_options)
     cli_predict = staticmethod(cli.cmd_predict)
 
-    def train(self, data, out, model: str = "hetnet", **options) -> dict:
+    def train(self, data, out, model: str = DEFAULT_MODEL, **options) -> dict:
         from edgead.tasks.image.train import train
 
         return train(data, out, model=model, **options)

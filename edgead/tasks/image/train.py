@@ -13,6 +13,7 @@ from edgead.core.atomic import check_replaceable
 from edgead.core.errors import DataError, UsageError
 from edgead.core.progress import progress_bar
 from edgead.core.run import RUN_FILE
+from edgead.models import DEFAULT_MODEL
 from edgead.core.thresholds import ThresholdSet
 from edgead.tasks.image import split
 from edgead.tasks.image.data import ImageDataset, Sample, open_dataset
@@ -35,18 +36,19 @@ def score_samples(predictor: Predictor, samples: list[Sample]) -> tuple[np.ndarr
     return np.array(scores), maps
 
 
-def train(data: str | Path, out: str | Path, model: str = "hetnet", epochs: int | None = None,
-          image_size: int = 256, seed: int = 0, holdout: float = 0.15, resize: str = "letterbox",
+def train(data: str | Path, out: str | Path, model: str = DEFAULT_MODEL, epochs: int | None = None,
+          image_size: int = 256, seed: int = 0, holdout: float = 0.15, resize: str | None = None,
           val: str | Path | None = None, threads: int | None = None, overrides: dict | None = None) -> dict:
     """Train `model` on `data/train/good` (or `data/good`) and write the run folder `out`.
 
-    `overrides` sets fields of the model's Config (e.g. {"attenuation": False} for FADeR-lite)."""
+    `overrides` sets fields of the model's Config (e.g. {"attenuation": False} for FADeR-lite);
+    `resize` None takes the model's own (its module's RESIZE, else letterbox)."""
     import torch
 
     from edgead.models import get, save_run, torch_backend
     from edgead.tasks import check_model
 
-    check_model(model, "image", "hetnet")
+    check_model(model, "image", DEFAULT_MODEL)
     if image_size < 32:
         raise UsageError(f"--image-size must be at least 32 pixels, got {image_size}")
     if not 0 < holdout < 1:
@@ -67,7 +69,7 @@ def train(data: str | Path, out: str | Path, model: str = "hetnet", epochs: int 
     if len(ds.train) < 4:
         raise DataError(f"{data}: only {len(ds.train)} normal training images; at least 4 are needed")
     fit_set, hold_set = split_holdout(ds.train, holdout, seed)
-    spec = InputSpec(height=image_size, width=image_size, resize=resize)
+    spec = InputSpec(height=image_size, width=image_size, resize=resize or getattr(mod, "RESIZE", "letterbox"))
     post = PostSpec(blur_sigma=4.0 * image_size / 256)
     x = load_inputs(fit_set, spec)
 
