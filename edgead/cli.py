@@ -56,10 +56,23 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps(res))
     else:
+        per = res.pop("products", None)
         width = max(map(len, res))
         for k, v in res.items():
             print(f"{k:>{width}}: {v:.4f}" if isinstance(v, float) else f"{k:>{width}}: {v}")
+        if per:
+            print(_product_table(per))
     return EXIT_OK
+
+
+def _product_table(per: dict) -> str:
+    """Per-product figures of a unified model's evaluation, one line each."""
+    keys = ("n_images", "image_auroc", "pixel_auroc", "aupro")
+    width = max(map(len, per))
+    fmt = lambda v: f"{v:>11.4f}" if isinstance(v, float) else f"{'-' if v is None else v:>11}"  # noqa: E731
+    lines = [f"{'product':<{width}} " + " ".join(f"{k:>11}" for k in keys)]
+    lines += [f"{p:<{width}} " + " ".join(fmt(m.get(k)) for k in keys) for p, m in per.items()]
+    return "\n".join(lines)
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
@@ -164,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model on normal images", formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Train on DATA/train/good (MVTec layout) or DATA/good.\n\nmodels, and when to pick each:\n" + _models_help())
     t.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (see above; default {DEFAULT_MODEL})")
-    t.add_argument("--data", required=True, help="data folder")
+    t.add_argument("--data", required=True, action="append", help="data folder; repeat it (or pass a folder of product "
+                   "folders) to train one unified image model on several products")
     t.add_argument("--out", required=True, help="run folder to write")
     t.add_argument("--epochs", type=int, default=None, help="passes over the training data (default: the model's own)")
     t.add_argument("--seed", type=int, default=0)

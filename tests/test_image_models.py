@@ -16,8 +16,8 @@ from edgead.models import MODELS, fader, patchcore, pbas
 from edgead.tasks.image.predictor import Predictor
 from edgead.tasks.image.preprocess import read_image
 
-IMAGE_MODELS = ["patchcore", "pbas", "fader", "padim"]
-EPOCHS = {"patchcore": None, "pbas": 60, "fader": 20, "padim": None}  # enough for maps that survive INT8 at 64 px
+IMAGE_MODELS = ["patchcore", "pbas", "fader", "padim", "uniad"]
+EPOCHS = {"patchcore": None, "pbas": 60, "fader": 20, "padim": None, "uniad": 40}  # enough for maps that survive INT8 at 64 px
 RUNTIMES = [t.runtime for t in targets.TARGETS.values() if runtimes.available(t.runtime)]
 TARGET = {r: targets.for_runtime(r).name for r in RUNTIMES}
 

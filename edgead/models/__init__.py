@@ -24,6 +24,8 @@ MODELS: dict[str, ModelEntry] = {
     "patchcore": ModelEntry("edgead.models.patchcore", "image", "best whole-image detection on textures; no training loop; slowest (bank search)"),
     "pbas": ModelEntry("edgead.models.pbas", "image", "smallest head, fastest on ONNX Runtime; for a tight budget; INT8 least robust"),
     "fader": ModelEntry("edgead.models.fader", "image", "sharpest anomaly maps (localisation first); weaker whole-image ranking on textures"),
+    "uniad": ModelEntry("edgead.models.uniad", "image", "several products, one model: a small Transformer rebuilds "
+                        "the features through neighbour-masked attention; per-product thresholds"),
     "mmae": ModelEntry("edgead.models.mmae", "signal", "signals (ECG, sensor series): multi-scale masked autoencoder, < 0.5 M parameters"),
 }
 

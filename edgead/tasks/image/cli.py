@@ -23,6 +23,9 @@ def add_arguments(command: str, g: argparse._ArgumentGroup) -> None:
         g.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
                        help="a model setting, repeatable (e.g. --set max_bank=8192 for patchcore); "
                             "an unknown key lists the model's settings")
+    elif command == "predict":
+        g.add_argument("--product", default=None, help="unified models: the product in the images, for its own "
+                       "thresholds (default: the product-agnostic ones)")
     elif command == "eval":
         g.add_argument("--save-maps", default=None, help="folder for heat-map overlays (PNG)")
         g.add_argument("--geometry", choices=["network", "original"], default=None,
@@ -85,6 +88,9 @@ def cmd_predict(a: argparse.Namespace, pred) -> int:
     """Score image files and folders with `pred`: one line (or JSON line) per image."""
     from edgead.tasks.image.preprocess import read_image
 
+    pred.thresholds(a.product)  # an unknown product is a usage error before any image is read
+    if a.product is not None and a.threshold is not None:
+        pred.set_threshold(a.threshold, product=a.product)
     named = expand_named(a.paths)
     if not named:
         raise DataError(f"no images found in {' '.join(a.paths)}")
@@ -92,7 +98,7 @@ def cmd_predict(a: argparse.Namespace, pred) -> int:
     for f, rel in named:
         try:
             img = read_image(f)
-            res = pred.result(*pred.analyse(img), path=str(f))
+            res = pred.result(*pred.analyse(img), path=str(f), product=a.product)
         except (DataError, ValueError) as e:
             failed += 1
             print(json.dumps({"path": str(f), "error": str(e)}) if a.json else f"ERROR {e}", flush=True)

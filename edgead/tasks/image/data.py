@@ -1,8 +1,10 @@
 """Image data sets: MVTec-AD layout (with masks) and a plain `good/` + `bad/` folder layout."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -19,17 +21,19 @@ class Sample:
     label: int  # 0 normal, 1 anomalous
     defect: str = GOOD
     mask_path: Path | None = None
+    product: str = ""  # in a product set: the product folder, relative to the set's root
 
 
 @dataclass
 class ImageDataset:
     root: Path
-    layout: str  # "mvtec" or "folder"
+    layout: str  # "mvtec", "folder", or "products" (several product folders under root)
     train: list[Sample]
     test: list[Sample]
+    products: list[str] = field(default_factory=list)
 
     def summary(self) -> dict:
-        return {
+        out = {
             "root": str(self.root),
             "layout": self.layout,
             "n_train": len(self.train),
@@ -37,6 +41,12 @@ class ImageDataset:
             "n_test_anomalous": sum(s.label for s in self.test),
             "defects": sorted({s.defect for s in self.test if s.label}),
         }
+        return {**out, "products": list(self.products)} if self.products else out
+
+    def of(self, product: str) -> "ImageDataset":
+        """One product of a product set, as its own data set."""
+        pick = lambda samples: [s for s in samples if s.product == product]  # noqa: E731
+        return ImageDataset(self.root / product, "product", pick(self.train), pick(self.test))
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -53,24 +63,63 @@ def _find_mask(gt_dir: Path, defect: str, stem: str) -> Path | None:
     return None
 
 
-def open_dataset(root: str | Path, holdout_fraction: float = 0.2, seed: int = 0) -> ImageDataset:
+def open_dataset(root: str | Path, holdout_fraction: float = 0.2, seed: int = 0,
+                 products: Sequence[str] | None = None) -> ImageDataset:
     """Index a data folder.
 
     - MVTec layout: `train/good/*`, `test/<good|defect>/*`, `ground_truth/<defect>/<stem>[_mask].png`.
     - Folder layout: `good/*` and optionally `bad/*` (no masks); a seeded `holdout_fraction` of
       `good/` joins `bad/` as the test split.
+    - Product set: a folder of product folders, each in one of the layouts above (or only the
+      `products` named, as relative paths); each sample knows its product.
     """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist")
-    if (root / "train").is_dir():
-        return _open_mvtec(root)
-    if (root / GOOD).is_dir():
-        return _open_folder(root, holdout_fraction, seed)
+    if products:
+        return _open_products(root, list(products), holdout_fraction, seed)
+    if _is_product(root):
+        return _open_mvtec(root) if (root / "train").is_dir() else _open_folder(root, holdout_fraction, seed)
+    found = sorted(d.name for d in root.iterdir() if d.is_dir() and _is_product(d))
+    if found:
+        return _open_products(root, found, holdout_fraction, seed)
     raise DataError(
-        f"{root}: expected either the MVTec layout (train/good/, test/<good|defect>/, optional "
-        f"ground_truth/<defect>/) or a plain folder with good/ (and bad/) inside"
+        f"{root}: expected the MVTec layout (train/good/, test/<good|defect>/, optional "
+        f"ground_truth/<defect>/), a plain folder with good/ (and bad/) inside, or a folder of such product folders"
     )
+
+
+def open_data(folders: str | Path | Sequence[str | Path], seed: int = 0) -> ImageDataset:
+    """One data folder, or several product folders (`edgead train --data A --data B`) as one
+    product set rooted at their common parent."""
+    if isinstance(folders, (str, Path)) or len(folders) == 1:
+        return open_dataset(folders if isinstance(folders, (str, Path)) else folders[0], seed=seed)
+    paths = [Path(f).resolve() for f in folders]
+    for p in paths:
+        if not p.is_dir():
+            raise DataError(f"data folder {p} does not exist")
+    root = Path(os.path.commonpath(paths))
+    names = [p.relative_to(root).as_posix() for p in paths]
+    if "." in names or len(set(names)) < len(names):
+        raise DataError(f"--data folders must be distinct product folders, none inside another; got {', '.join(map(str, folders))}")
+    return open_dataset(root, seed=seed, products=names)
+
+
+def _is_product(folder: Path) -> bool:
+    return (folder / "train").is_dir() or (folder / GOOD).is_dir()
+
+
+def _open_products(root: Path, names: list[str], holdout_fraction: float, seed: int) -> ImageDataset:
+    train: list[Sample] = []
+    test: list[Sample] = []
+    for name in names:
+        folder = root / name
+        if not _is_product(folder):
+            raise DataError(f"{folder}: not a product folder (expected train/good/ or good/ inside)")
+        ds = open_dataset(folder, holdout_fraction, seed)
+        train += [replace(s, product=name) for s in ds.train]
+        test += [replace(s, product=name) for s in ds.test]
+    return ImageDataset(root, "products", train, test, names)
 
 
 def _require_images(folder: Path) -> list[Path]:

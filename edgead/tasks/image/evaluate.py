@@ -32,35 +32,56 @@ def evaluate(source: str | Path, data: str | Path, runtime: str = "auto", precis
     test, root, evaluated_on = test_samples(predictor.config, data)
     if not test:
         raise DataError(f"{data}: no test images (expected test/<good|defect>/ or good/ + bad/)")
-    labels, scores, maps, masks = [], [], [], []
+    products = list(dict.fromkeys(s.product for s in test))
+    if products != [""] and not predictor.products:
+        raise UsageError(f"{data} holds several products ({', '.join(products)}) and this model was trained on one; "
+                         "pass that product's folder")
+    scored = []
     for s in progress_bar(test, desc=f"eval ({predictor.runtime})"):
         img = read_image(s.path)
         region, score, g = predictor.analyse(img)
-        labels.append(s.label)
-        scores.append(score)
+        mask = None
         if s.label == 0 or s.mask_path is not None:
             mask = read_mask(s, img.shape[:2])
             if geometry == "original":
                 region, mask = on_original_geometry(region, mask)
             else:
                 mask = mask_to_input(mask, g)
-            maps.append(region)
-            masks.append(mask)
+        scored.append((s, score, region, mask))
         if save_maps is not None:
             from edgead.tasks.image.visualize import save_overlay
 
             rel = s.path.relative_to(root).with_suffix(".png")
-            save_overlay(Path(save_maps) / rel, img, predictor.result(region, score, g))
-    has_defect_pixels = any(m.any() for m in masks)
-    out = metrics.summarize(np.array(labels), np.array(scores), masks if has_defect_pixels else None,
-                            maps if has_defect_pixels else None)
+            product = s.product if s.product in predictor.products else None
+            save_overlay(Path(save_maps) / rel, img, predictor.result(region, score, g, product=product))
+    if products == [""]:
+        out = summarize(scored)
+    else:  # a product set: metrics per product, and their mean
+        per = {p: summarize([r for r in scored if r[0].product == p]) for p in products}
+        out = {"n_images": sum(m["n_images"] for m in per.values())}
+        for k in MEAN_OVER_PRODUCTS:
+            values = [m[k] for m in per.values()]
+            out[k] = None if None in values else float(np.mean(values))
+        out["products"] = per
     out["runtime"], out["precision"] = predictor.runtime, predictor.precision
     out["evaluated_on"] = evaluated_on
     out["pixel_geometry"] = geometry
     return out
 
 
+def summarize(scored: list) -> dict:
+    """metrics.summarize over (sample, score, map, mask) records; pixel metrics only where some
+    mask has defect pixels."""
+    labels = np.array([s.label for s, *_ in scored])
+    scores = np.array([score for _, score, _, _ in scored])
+    maps = [m for _, _, m, k in scored if k is not None]
+    masks = [k for *_, k in scored if k is not None]
+    has_defect_pixels = any(k.any() for k in masks)
+    return metrics.summarize(labels, scores, masks if has_defect_pixels else None, maps if has_defect_pixels else None)
+
+
 GEOMETRIES = ("network", "original")
+MEAN_OVER_PRODUCTS = ("image_auroc", "pixel_auroc", "aupro", "f1_max")  # a product set's headline figures
 ORIGINAL_LONG_SIDE = 256
 
 

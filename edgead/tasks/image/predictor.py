@@ -49,13 +49,32 @@ class Predictor(BasePredictor):
         th = config.get("thresholds") or {}
         self.image_thresholds = ThresholdSet.from_json(th["image"]) if "image" in th else None
         self.pixel_thresholds = ThresholdSet.from_json(th["pixel"]) if "pixel" in th else None
+        self.product_thresholds = {name: (ThresholdSet.from_json(t["image"]), ThresholdSet.from_json(t["pixel"]))
+                                   for name, t in (th.get("products") or {}).items()}
 
-    def set_threshold(self, raw: float) -> None:
-        """Use `raw` (a raw image score) as the image threshold, as the "manual" kind; scores
-        are normalised against it from now on (0.5 = raw)."""
-        if self.image_thresholds is None:
+    @property
+    def products(self) -> list[str]:
+        """The products of a unified model (empty for a one-product model)."""
+        return list(self.product_thresholds)
+
+    def thresholds(self, product: str | None = None) -> tuple[ThresholdSet | None, ThresholdSet | None]:
+        """(image, pixel) thresholds of `product`; None: the product-agnostic ones."""
+        if product is None:
+            return self.image_thresholds, self.pixel_thresholds
+        if not self.product_thresholds:
+            raise UsageError(f"product {product!r} given, but this model was trained on one product; leave it out")
+        if product not in self.product_thresholds:
+            raise UsageError(f"unknown product {product!r}; this model knows: {', '.join(self.product_thresholds)}")
+        return self.product_thresholds[product]
+
+    def set_threshold(self, raw: float, product: str | None = None) -> None:
+        """Use `raw` (a raw image score) as the image threshold (of `product`, or the
+        product-agnostic one), as the "manual" kind; scores are normalised against it from now on
+        (0.5 = raw)."""
+        image, _ = self.thresholds(product)
+        if image is None:
             raise UsageError("this model has no thresholds to override; train it with `edgead train`")
-        self.image_thresholds.set_manual(raw)
+        image.set_manual(raw)
 
     def raw_map(self, x: np.ndarray) -> np.ndarray:
         """Preprocessed (3, H, W) -> raw low-resolution map (h, w) from the runtime."""
@@ -67,22 +86,27 @@ class Predictor(BasePredictor):
         region, score = postprocess.process(self.raw_map(x), g, self.spec.height, self.spec.width, self.post)
         return region, score, g
 
-    def predict(self, image: ImageLike | Sequence[ImageLike], color_order: str = "RGB") -> Result | list[Result]:
+    def predict(self, image: ImageLike | Sequence[ImageLike], color_order: str = "RGB",
+                product: str | None = None) -> Result | list[Result]:
         """Score a path, an image array (gray / RGB / BGR / RGBA, uint8) or a batch of them.
 
-        `color_order` says how 3/4-channel arrays are ordered (OpenCV frames are "BGR")."""
+        `color_order` says how 3/4-channel arrays are ordered (OpenCV frames are "BGR").
+        `product` (unified models) picks that product's thresholds; None: the product-agnostic ones."""
+        self.thresholds(product)  # an unknown product fails before any work
         if isinstance(image, (list, tuple)) or (isinstance(image, np.ndarray) and image.ndim == 4):
-            return [self.predict(im, color_order) for im in image]
+            return [self.predict(im, color_order, product) for im in image]
         if isinstance(image, (str, Path)):
             rgb, path = read_image(image), str(image)
         else:
             rgb, path = as_rgb(image, color_order), None
-        return self.result(*self.analyse(rgb), path=path)
+        return self.result(*self.analyse(rgb), path=path, product=product)
 
-    def result(self, region: np.ndarray, raw: float, g: Geometry, path: str | None = None) -> Result:
+    def result(self, region: np.ndarray, raw: float, g: Geometry, path: str | None = None,
+               product: str | None = None) -> Result:
         """Threshold and normalise the output of `analyse`."""
-        if self.image_thresholds is None or self.pixel_thresholds is None:
+        image_th, pixel_th = self.thresholds(product)
+        if image_th is None or pixel_th is None:
             raise ValueError("this model has no thresholds; train it with `edgead train` to compute them")
-        amap = np.asarray(self.pixel_thresholds.normalize(postprocess.to_original(region, g)), np.float32)
-        score = float(self.image_thresholds.normalize(raw))
-        return Result(score, raw, raw >= self.image_thresholds.threshold, amap, amap >= 0.5, path)
+        amap = np.asarray(pixel_th.normalize(postprocess.to_original(region, g)), np.float32)
+        score = float(image_th.normalize(raw))
+        return Result(score, raw, raw >= image_th.threshold, amap, amap >= 0.5, path)

@@ -29,6 +29,18 @@ class Split:
     recorded: bool  # False: a run from before splits were recorded, re-derived from its seed
 
 
+def split_products(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """split_holdout within each product (a product set), so that every product keeps held-out
+    normal images for its own thresholds."""
+    fit: list[Sample] = []
+    hold: list[Sample] = []
+    for product in dict.fromkeys(s.product for s in samples):
+        f, h = split_holdout([s for s in samples if s.product == product], fraction, seed)
+        fit += f
+        hold += h
+    return fit, hold
+
+
 def split_holdout(samples: list[Sample], fraction: float, seed: int, minimum: int = 3) -> tuple[list[Sample], list[Sample]]:
     """Seeded split of normal training images into (fit, held out for thresholds)."""
     n_hold = min(max(minimum, int(round(len(samples) * fraction))), len(samples) // 3)
@@ -76,7 +88,7 @@ def recorded_split(run: Mapping, what: str = "this step", root: Path | None = No
         raise DataError(f"the run's data folder {str(root) if root else None!r} is not there any more, "
                         f"which {what} needs; restore it or pass the images explicitly (see --help)")
     info, split = train_of(run), split_of(run)
-    ds = open_dataset(root, seed=int(info.get("seed", 0)))
+    ds = open_dataset(root, seed=int(info.get("seed", 0)), products=info.get("data", {}).get("products"))
     if split.get("kind") != KIND:  # runs written before the split was recorded
         n_hold = int(info.get("n_holdout", 0))
         fit, hold = (split_holdout(ds.train, n_hold / len(ds.train), int(info.get("seed", 0)))

@@ -16,11 +16,11 @@ from edgead.core.run import RUN_FILE
 from edgead.models import DEFAULT_MODEL
 from edgead.core.thresholds import ThresholdSet
 from edgead.tasks.image import split
-from edgead.tasks.image.data import ImageDataset, Sample, open_dataset
+from edgead.tasks.image.data import ImageDataset, Sample, open_data, open_dataset
 from edgead.tasks.image.postprocess import PostSpec
 from edgead.tasks.image.predictor import Predictor
 from edgead.tasks.image.preprocess import InputSpec, preprocess, read_image
-from edgead.tasks.image.split import split_holdout
+from edgead.tasks.image.split import split_products
 
 
 def load_inputs(samples: list[Sample], spec: InputSpec, desc: str = "reading images") -> np.ndarray:
@@ -36,16 +36,19 @@ def score_samples(predictor: Predictor, samples: list[Sample]) -> tuple[np.ndarr
     return np.array(scores), maps
 
 
-def train(data: str | Path, out: str | Path, model: str = DEFAULT_MODEL, epochs: int | None = None,
+def train(data: str | Path | list[str | Path], out: str | Path, model: str = DEFAULT_MODEL, epochs: int | None = None,
           image_size: int = 256, seed: int = 0, holdout: float = 0.15, resize: str | None = None,
           val: str | Path | None = None, threads: int | None = None, overrides: dict | None = None) -> dict:
     """Train `model` on `data/train/good` (or `data/good`) and write the run folder `out`.
 
+    `data` is one product's folder, a folder of product folders, or a list of product folders:
+    several products need a unified model (its module's UNIFIED), which is fitted on all of them
+    and gets thresholds per product plus product-agnostic ones.
     `overrides` sets fields of the model's Config (e.g. {"attenuation": False} for FADeR-lite);
     `resize` None takes the model's own (its module's RESIZE, else letterbox)."""
     import torch
 
-    from edgead.models import get, save_run, torch_backend
+    from edgead.models import MODELS, get, save_run, torch_backend
     from edgead.tasks import check_model
 
     check_model(model, "image", DEFAULT_MODEL)
@@ -65,10 +68,21 @@ def train(data: str | Path, out: str | Path, model: str = DEFAULT_MODEL, epochs:
     if threads:
         torch.set_num_threads(threads)
     t0 = time.time()
-    ds: ImageDataset = open_dataset(data, seed=seed)
-    if len(ds.train) < 4:
-        raise DataError(f"{data}: only {len(ds.train)} normal training images; at least 4 are needed")
-    fit_set, hold_set = split_holdout(ds.train, holdout, seed)
+    ds: ImageDataset = open_data(data, seed=seed)
+    unified = getattr(mod, "UNIFIED", False)
+    if ds.products and not unified:
+        models = ", ".join(n for n in MODELS if getattr(get(n), "UNIFIED", False))
+        raise UsageError(f"{ds.root} holds {len(ds.products)} products ({', '.join(ds.products)}) and {model} trains "
+                         f"one product per run: pass one product's folder, or train one model for all of them "
+                         f"with --model {models}")
+    if ds.products and val is not None:
+        raise UsageError("--val is for one product; leave it out when training on several (thresholds come "
+                         "from each product's held-out normal images)")
+    for product in ds.products or [""]:
+        n = sum(s.product == product for s in ds.train)
+        if n < 4:
+            raise DataError(f"{ds.root / product}: only {n} normal training images; at least 4 are needed")
+    fit_set, hold_set = split_products(ds.train, holdout, seed)
     spec = InputSpec(height=image_size, width=image_size, resize=resize or getattr(mod, "RESIZE", "letterbox"))
     post = PostSpec(blur_sigma=4.0 * image_size / 256)
     x = load_inputs(fit_set, spec)
@@ -77,7 +91,11 @@ def train(data: str | Path, out: str | Path, model: str = DEFAULT_MODEL, epochs:
         cfg.steps = max(1, epochs * math.ceil(len(fit_set) / cfg.batch_size))
     torch.manual_seed(seed)
     net = mod.Model(cfg, pretrained=True)
-    log = mod.fit(net, x, seed=seed)
+    if unified:
+        log = mod.fit(net, x, seed=seed, groups=np.array([ds.products.index(s.product) if ds.products else 0
+                                                          for s in fit_set]))
+    else:
+        log = mod.fit(net, x, seed=seed)
     net.eval()
     del x
 
@@ -96,6 +114,8 @@ def train(data: str | Path, out: str | Path, model: str = DEFAULT_MODEL, epochs:
     if val is not None:
         image_th, pixel_th = _validation_thresholds(predictor, val, hold_scores, hold_maps)
     config["thresholds"] = {"image": image_th.to_json(), "pixel": pixel_th.to_json()}
+    if ds.products:
+        config["thresholds"]["products"] = product_thresholds(ds.products, hold_set, hold_scores, hold_maps)
     config["train"] = {
         "data": ds.summary(), "split": split.record(ds, fit_set, hold_set, seed),
         "n_fit": len(fit_set), "n_holdout": len(hold_set), "seed": seed,
@@ -105,6 +125,15 @@ def train(data: str | Path, out: str | Path, model: str = DEFAULT_MODEL, epochs:
     save_run(out, net, config)
     return config
 
+
+def product_thresholds(products: list[str], hold_set: list[Sample], scores: np.ndarray, maps: list) -> dict:
+    """Image and pixel thresholds of each product, from its own held-out normal images."""
+    out = {}
+    for product in products:
+        idx = [i for i, s in enumerate(hold_set) if s.product == product]
+        out[product] = {"image": ThresholdSet.from_scores(scores[idx]).to_json(),
+                        "pixel": ThresholdSet.from_maps([maps[i] for i in idx]).to_json()}
+    return out
 
 
 def _validation_thresholds(predictor: Predictor, val: str | Path, hold_scores, hold_maps):

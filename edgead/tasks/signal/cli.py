@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgead.core.errors import DataError
+from edgead.core.errors import DataError, UsageError
 from edgead.core.output_names import unique_names
 
 DATA_KIND_HELP = "signal data: ucr, wfdb, nab, csv or npy (default: from the file)"
@@ -45,7 +45,9 @@ def _add_train_arguments(g: argparse._ArgumentGroup) -> None:
 def cmd_train(a: argparse.Namespace) -> int:
     from edgead.tasks.signal.train import train_signal
 
-    cfg = train_signal(a.data, a.out, model=a.model, data_kind=a.data_kind, window=a.window, hop=a.hop, rate=a.rate,
+    if len(a.data) > 1:
+        raise UsageError(f"--data is given {len(a.data)} times; signal models train on one data set")
+    cfg = train_signal(a.data[0], a.out, model=a.model, data_kind=a.data_kind, window=a.window, hop=a.hop, rate=a.rate,
                        channels=a.channels.split(",") if a.channels else None, norm=a.norm,
                        train_fraction=a.train_fraction, normal_class=a.normal_class or "1", steps=a.steps,
                        epochs=a.epochs, seed=a.seed, holdout=a.holdout, threads=a.threads)

@@ -1,0 +1,118 @@
+"""One model for several products (UniAD-lite): the neighbour mask, the product set, per-product
+thresholds through the bundle, per-product evaluation and the errors a user meets."""
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from edgead.cli import main
+from edgead.core.errors import UsageError
+from edgead.export import export
+from edgead.models import uniad
+from edgead.tasks.image.data import open_dataset
+from edgead.tasks.image.evaluate import evaluate
+from edgead.tasks.image.predictor import Predictor
+from edgead.tasks.image.preprocess import read_image
+from edgead.tasks.image.split import recorded_split
+
+
+@pytest.fixture(scope="module")
+def product_set(small_mvtec, tmp_path_factory):
+    """Two products under one root: the hazelnut sample, and the same images colour-inverted
+    (another look, so that the two products' scores differ)."""
+    root = tmp_path_factory.mktemp("line")
+    shutil.copytree(small_mvtec, root / "hazel")
+    for src in small_mvtec.rglob("*.*"):
+        dst = root / "inverted" / src.relative_to(small_mvtec)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        img = cv2.imread(str(src), cv2.IMREAD_UNCHANGED)
+        cv2.imwrite(str(dst), img if "ground_truth" in src.parts else 255 - img)
+    return root
+
+
+@pytest.fixture(scope="module")
+def unified_run(product_set, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "uniad"
+    assert main(["train", "--model", "uniad", "--data", str(product_set / "hazel"), "--data", str(product_set / "inverted"),
+                 "--out", str(out), "--image-size", "64", "--set", "steps=40"]) == 0
+    return out
+
+
+def test_neighbour_mask_gives_no_attention_weight_to_a_token_own_window():
+    cfg = uniad.UniADConfig(grid_h=6, grid_w=7, neighbour=3, width=32, heads=4)
+    model = uniad.UniADLite(cfg, pretrained=False)
+    x = torch.randn(2, 42, 32)
+    for attention in (model.decoder[0].read, model.decoder[0].cross):
+        w = attention.weights(x, x, model.bias)  # (batch, heads, query, key)
+        for q, (i, j) in [(0, (0, 0)), (17, (2, 3)), (41, (5, 6))]:
+            near = [a * 7 + b for a in range(6) for b in range(7) if abs(a - i) <= 1 and abs(b - j) <= 1]
+            far = [k for k in range(42) if k not in near]
+            assert w[:, :, q, near].max() < 1e-7  # its own 3 x 3 window, itself included
+            assert w[:, :, q, far].sum(-1).min() > 1 - 1e-6
+    # without the bias the same weights do fall on the window: the check above can fail
+    assert model.decoder[0].cross.weights(x, x, None)[:, :, 17, 17].min() > 1e-4
+
+
+def test_product_set_trains_one_model_with_thresholds_per_product(unified_run, product_set):
+    cfg = json.loads((unified_run / "run.json").read_text())
+    assert cfg["train"]["data"]["products"] == ["hazel", "inverted"]
+    split = recorded_split(cfg)
+    per = cfg["thresholds"]["products"]
+    assert set(per) == {"hazel", "inverted"}
+    pred = Predictor(unified_run)
+    for product in ("hazel", "inverted"):
+        holdout = [s.path for s in split.holdout if s.product == product]
+        assert holdout and all(product in p.parts for p in holdout)
+        raw = [r.raw_score for r in pred.predict(holdout)]  # its own held-out normals, scored again here
+        assert per[product]["image"]["values"]["normal_quantile"] == pytest.approx(np.quantile(raw, 0.99), rel=1e-5)
+    assert per["hazel"]["image"]["values"] != per["inverted"]["image"]["values"]
+
+
+def test_per_product_thresholds_round_trip_through_the_bundle(unified_run, product_set, tmp_path):
+    bundle = tmp_path / "b"
+    export(unified_run, bundle, ["onnx"])
+    run, dev = Predictor(unified_run), Predictor(bundle, runtime="onnxruntime")
+    assert dev.products == ["hazel", "inverted"]
+    image = read_image(sorted((product_set / "inverted/test").rglob("*.jpg"))[0])
+    for product in ("hazel", "inverted", None):
+        a, b = run.predict(image, product=product), dev.predict(image, product=product)
+        assert b.score == pytest.approx(a.score, abs=1e-4) and b.is_anomalous == a.is_anomalous
+    by_product = {p: dev.predict(image, product=p).score for p in ("hazel", "inverted")}
+    assert by_product["hazel"] != pytest.approx(by_product["inverted"], abs=1e-3)
+
+
+def test_unknown_product_is_a_clear_error(unified_run, tiny_run, small_mvtec, capsys):
+    image = sorted((small_mvtec / "test").rglob("*.jpg"))[0]
+    with pytest.raises(UsageError, match=r"unknown product 'bolt'; this model knows: hazel, inverted"):
+        Predictor(unified_run).predict(image, product="bolt")
+    assert main(["predict", str(unified_run), str(image), "--product", "bolt"]) == 2
+    assert "unknown product 'bolt'" in capsys.readouterr().err
+    assert main(["predict", str(tiny_run), str(image), "--product", "hazel"]) == 2
+    assert "trained on one product; leave it out" in capsys.readouterr().err
+
+
+def test_eval_reports_each_product_and_their_mean(unified_run, product_set):
+    res = evaluate(unified_run, product_set)
+    assert set(res["products"]) == {"hazel", "inverted"}
+    for product in ("hazel", "inverted"):  # each product's figures are what that product alone gives
+        alone = evaluate(unified_run, product_set / product)
+        assert res["products"][product]["image_auroc"] == pytest.approx(alone["image_auroc"])
+        assert res["products"][product]["aupro"] == pytest.approx(alone["aupro"])
+    assert res["image_auroc"] == pytest.approx(np.mean([res["products"][p]["image_auroc"] for p in ("hazel", "inverted")]))
+
+
+def test_one_product_models_refuse_a_product_set(product_set, tmp_path, capsys):
+    assert main(["train", "--model", "padim", "--data", str(product_set), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "holds 2 products (hazel, inverted) and padim trains one product per run" in err and "--model uniad" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_product_folders_are_found_under_a_root(product_set):
+    ds = open_dataset(product_set)
+    assert ds.layout == "products" and ds.products == ["hazel", "inverted"]
+    assert {s.product for s in ds.train} == {"hazel", "inverted"}
+    assert all(s.path.is_relative_to(product_set / s.product) for s in ds.train + ds.test)
