@@ -52,6 +52,33 @@ def distances(graph, input_name: str) -> tuple[dict[str, int], dict[str, int]]:
             input_distances(producers, [n.name for n in graph.node if input_name in n.input]))
 
 
+def attention_nodes(graph) -> list[str]:
+    """The cores of a Transformer's attention and its normalisations: each Softmax with the ops
+    back to the MatMul of its logits (scale, additive mask), the MatMul that applies its weights,
+    and every LayerNormalization. INT8 ranges hurt there most (a mask's large negative logits
+    share one scale with the logits that matter); empty for graphs without attention."""
+    from collections import defaultdict
+
+    constants = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    producer = {o: n for n in graph.node for o in n.output}
+    consumers = defaultdict(list)
+    for n in graph.node:
+        for i in n.input:
+            consumers[i].append(n)
+    keep = {n.name for n in graph.node if n.op_type == "LayerNormalization"}
+    for n in (n for n in graph.node if n.op_type == "Softmax"):
+        keep.add(n.name)
+        node = n
+        while node.op_type != "MatMul" or node is n:
+            upstream = [producer[i] for i in node.input if i in producer and i not in constants]
+            if not upstream:
+                break
+            node = upstream[0]
+            keep.add(node.name)
+        keep |= {c.name for c in consumers[n.output[0]] if c.op_type == "MatMul"}
+    return sorted(keep)
+
+
 def quantize(model: Path, input_name: str, calib: np.ndarray, out: Path, exclude: list[str] | tuple = (),
              cache: Path | None = None) -> Path:
     """Static QDQ quantization of a pre-processed model; `exclude` nodes stay FP32."""
@@ -122,12 +149,18 @@ def candidates(fp32: Path, calib: np.ndarray, workdir: Path, max_drop: float | N
             "weights": "int8 per-channel, 7-bit range", "calibration": "MinMax", "calibration_images": int(len(calib))}
     first = quantize(pre, name, calib, workdir / "model_int8.onnx", cache=cache)
     yield Candidate("all layers INT8", {"model_int8.onnx": first}, "model_int8.onnx", {**base, "fp32_nodes": []})
+    attention = attention_nodes(graph)  # from here on FP32 in every repair of a Transformer
+    also = f" and the {len(attention)} attention and normalisation nodes" if attention else ""
+    if attention:
+        out = quantize(pre, name, calib, workdir / "model_int8_attention.onnx", attention, cache)
+        yield Candidate(f"FP32 for the {len(attention)} attention and normalisation nodes", {"model_int8.onnx": out},
+                        "model_int8.onnx", {**base, "fp32_nodes": attention})
     made: list[tuple[Path, list[str]]] = []
     dist_out, dist_in = distances(graph, name)
     for level in head_levels(dist_out):
-        keep = ends(dist_out, dist_in, level)
+        keep = sorted(set(ends(dist_out, dist_in, level)) | set(attention))
         out = quantize(pre, name, calib, workdir / f"model_int8_ends{level}.onnx", keep, cache)
-        yield Candidate(f"FP32 for the {len(keep)} nodes within {level} steps of the input or the output",
+        yield Candidate(f"FP32 for the nodes within {level} steps of the input or the output{also} ({len(keep)} in all)",
                         {"model_int8.onnx": out}, "model_int8.onnx", {**base, "fp32_nodes": keep})
         drop = history[-1].get("drop") if history else None
         if max_drop is None or drop is None or drop <= max_drop:

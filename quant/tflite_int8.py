@@ -79,13 +79,39 @@ def distances(model: Path) -> tuple[dict[str, int], dict[str, int]]:
             input_distances(producers, sources))
 
 
+WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"}
+
+
+def unweighted_ops_of_attention_graphs(model: Path) -> list[str]:
+    """In a graph with attention (a SOFTMAX), every op without weights (named by its output
+    tensors' scope); empty otherwise. TFLite decomposes LayerNorm into MEAN / SQUARED_DIFFERENCE /
+    RSQRT chains whose int8 ranges collapse, and int8 attention logits lose the scores: keeping
+    what has no weights in float, and the weight layers in INT8, is the Transformer candidate."""
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfl
+
+    m = tfl.read_model(str(model))
+    graph = m.subgraphs[0]
+    names = [tfl.get_tensor_name(t) for t in graph.tensors]
+    ops = [(";".join(names[i] for i in op.outputs if i >= 0), str(tfl.get_op_name_by_index(m, 0, k)).rsplit(".", 1)[-1])
+           for k, op in enumerate(graph.operators)]
+    if not any(kind.endswith("SOFTMAX") for _, kind in ops):
+        return []
+    return [scope for scope, kind in ops if not any(kind.endswith(w) for w in WEIGHTED_OPS)]
+
+
 def candidates(fp32: Path, calib: np.ndarray, workdir: Path, **_) -> Iterator[Candidate]:
-    """Full-integer INT8, then repairs with growing float ends (see quant.graph)."""
+    """Full-integer INT8; for graphs with attention, INT8 weight layers with the rest float; then
+    repairs with growing float ends (see quant.graph)."""
     ranges = calibrate(fp32, calib)
     base = {"tool": "ai-edge-quantizer", "activations": "int8", "weights": "int8 per-channel",
             "calibration": "min/max over all samples", "calibration_images": int(len(calib))}
     first = quantize(fp32, ranges, workdir / "model_int8.tflite")
     yield Candidate("all layers INT8", {"model_int8.tflite": first}, "model_int8.tflite", {**base, "float_ops": []})
+    unweighted = unweighted_ops_of_attention_graphs(fp32)
+    if unweighted:
+        out = quantize(fp32, ranges, workdir / "model_int8_weighted.tflite", unweighted)
+        yield Candidate(f"INT8 for the layers with weights, float for the {len(unweighted)} other ops (attention graph)",
+                        {"model_int8.tflite": out}, "model_int8.tflite", {**base, "float_ops": unweighted})
     dist_out, dist_in = distances(fp32)
     for level in head_levels(dist_out):
         keep = ends(dist_out, dist_in, level)

@@ -48,7 +48,7 @@ def test_folder_layout_holds_out_good_images(tmp_path):
 def test_clear_errors(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         open_dataset(tmp_path / "nope")
-    with pytest.raises(DataError, match="expected either"):
+    with pytest.raises(DataError, match="expected the MVTec layout .*, or a folder of such product folders"):
         open_dataset(tmp_path)
     (tmp_path / "train/good").mkdir(parents=True)
     with pytest.raises(DataError, match="holds no images"):

@@ -22,6 +22,7 @@ from ..core.progress import progress_bar, show_running_mean
 from .common import PATCH_STRIDES, PatchFeatures, backbone_complexity, count_flops, fitted_features, n_params, optimizer_step
 
 UNIFIED = True  # trains on several products at once (edgead train --data A --data B)
+RESIZE = "stretch"  # learned per-position embeddings want the part at the same place in every image
 NEIGHBOUR_PENALTY = -20.0  # exp(-20) ~ 2e-9: masked, yet leaves INT8 resolution for the logits (as in MMAE-lite)
 
 

@@ -18,7 +18,7 @@ def add_arguments(command: str, g: argparse._ArgumentGroup) -> None:
         g.add_argument("--image-size", type=int, default=None, help=f"network input size in pixels (default {DEFAULT_IMAGE_SIZE})")
         g.add_argument("--resize", choices=["letterbox", "stretch"], default=None,
                        help="letterbox keeps the aspect ratio and pads; stretch squashes to a square "
-                            "(default: the model's own, stretch for padim, else letterbox)")
+                            "(default: the model's own: stretch for padim and uniad, else letterbox)")
         g.add_argument("--val", default=None, help="labelled validation folder: adds F1-adaptive thresholds")
         g.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
                        help="a model setting, repeatable (e.g. --set max_bank=8192 for patchcore); "
