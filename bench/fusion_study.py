@@ -27,6 +27,11 @@ def regions(pred: Predictor, samples) -> list[np.ndarray]:
     return [pred.analyse(read_image(s.path))[0] for s in samples]
 
 
+# PaDiM-lite as it was when this study was measured (before issue 17 changed its defaults); both
+# models letterbox, so that their maps share one geometry
+AS_MEASURED = {"padim": {"resize": "letterbox", "overrides": {"rank": 32, "directions_dtype": "float32"}}}
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data", nargs="*", default=[str(SHARED / "hazelnut_toy"), str(SHARED / "magnetic_tile")])
@@ -39,7 +44,7 @@ def main() -> None:
         for model in ("hetnet", "padim"):
             run = Path(a.work) / f"{model}_{data.name}"
             if not (run / "run.json").is_file():
-                train(data, run, model=model)
+                train(data, run, model=model, **AS_MEASURED.get(model, {}))
             runs[model] = run
         split = recorded_split(read_run_config(runs["hetnet"]))
         test = split.test

@@ -25,7 +25,7 @@ def figures(run: Path, data: Path) -> dict:
     for geometry in ("network", "original"):
         m = evaluate(run, data, geometry=geometry)
         per = m.get("products") or {data.name: m}
-        out[geometry] = {p: {k: round(v[k], 4) for k in FIGURES} for p, v in per.items()}
+        out[geometry] = {p: {k: None if v[k] is None else round(v[k], 4) for k in FIGURES} for p, v in per.items()}
     return out
 
 

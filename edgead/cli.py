@@ -68,7 +68,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
 def _product_table(per: dict) -> str:
     """Per-product figures of a unified model's evaluation, one line each."""
     keys = ("n_images", "image_auroc", "pixel_auroc", "aupro")
-    width = max(map(len, per))
+    width = max(len("product"), *map(len, per))
     fmt = lambda v: f"{v:>11.4f}" if isinstance(v, float) else f"{'-' if v is None else v:>11}"  # noqa: E731
     lines = [f"{'product':<{width}} " + " ".join(f"{k:>11}" for k in keys)]
     lines += [f"{p:<{width}} " + " ".join(fmt(m.get(k)) for k in keys) for p, m in per.items()]
@@ -175,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model on normal images", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Train on DATA/train/good (MVTec layout) or DATA/good.\n\nmodels, and when to pick each:\n" + _models_help())
+                       description="Train on DATA/train/good (MVTec layout) or DATA/good;\na unified model (uniad) also takes "
+                       "several product folders.\n\nmodels, and when to pick each:\n" + _models_help())
     t.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (see above; default {DEFAULT_MODEL})")
     t.add_argument("--data", required=True, action="append", help="data folder; repeat it (or pass a folder of product "
                    "folders) to train one unified image model on several products")

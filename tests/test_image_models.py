@@ -17,7 +17,8 @@ from edgead.tasks.image.predictor import Predictor
 from edgead.tasks.image.preprocess import read_image
 
 IMAGE_MODELS = ["patchcore", "pbas", "fader", "padim", "uniad"]
-EPOCHS = {"patchcore": None, "pbas": 60, "fader": 20, "padim": None, "uniad": 40}  # enough for maps that survive INT8 at 64 px
+EPOCHS = {"patchcore": None, "pbas": 60, "fader": 20, "padim": None, "uniad": 40}  # enough for maps that survive INT8
+SIZE = {"uniad": 96}  # its neighbour mask needs a 6 x 6 token grid; the others train at 64 px
 RUNTIMES = [t.runtime for t in targets.TARGETS.values() if runtimes.available(t.runtime)]
 TARGET = {r: targets.for_runtime(r).name for r in RUNTIMES}
 
@@ -30,7 +31,7 @@ def model_bundle(request, small_mvtec, tmp_path_factory):
 
     name = request.param
     run = tmp_path_factory.mktemp("runs") / name
-    train(small_mvtec, run, model=name, epochs=EPOCHS[name], image_size=64)
+    train(small_mvtec, run, model=name, epochs=EPOCHS[name], image_size=SIZE.get(name, 64))
     bundle = tmp_path_factory.mktemp("bundles") / name
     export(run, bundle, [TARGET[r] for r in RUNTIMES])
     export(run, bundle, ["onnx"], int8=True, calib_size=24)
@@ -215,6 +216,16 @@ def test_padim_graph_is_the_low_rank_mahalanobis_distance_of_each_location(stora
             p = u.T @ z
             d2 = (p ** 2 / top).sum() + (z @ z - p @ p) / rest
             assert got[n, i, j] == pytest.approx(np.sqrt(d2 + 1), rel=rel)
+
+
+def test_padim_runs_that_do_not_record_their_directions_storage_load_them_in_float32():
+    """Runs from before float16 storage was the default keep their float32 directions."""
+    from edgead.models import build
+
+    config = {"backbone": "lite0", "stride": 16, "rank": 4, "eps": 0.01, "grid_h": 2, "grid_w": 2}
+    assert build({"model": {"name": "padim", "config": config}}).directions.dtype == torch.float32
+    now = {**config, "directions_dtype": "float16"}
+    assert build({"model": {"name": "padim", "config": now}}).directions.dtype == torch.float16
 
 
 def test_padim_size_and_backbone_setting(small_mvtec, tmp_path):

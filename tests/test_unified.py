@@ -14,6 +14,7 @@ from edgead.export import export
 from edgead.models import uniad
 from edgead.tasks.image.data import open_dataset
 from edgead.tasks.image.evaluate import evaluate
+from edgead.tasks.image.evaluate import test_samples as samples_to_score  # not collected as a test
 from edgead.tasks.image.predictor import Predictor
 from edgead.tasks.image.preprocess import read_image
 from edgead.tasks.image.split import recorded_split
@@ -37,7 +38,7 @@ def product_set(small_mvtec, tmp_path_factory):
 def unified_run(product_set, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "uniad"
     assert main(["train", "--model", "uniad", "--data", str(product_set / "hazel"), "--data", str(product_set / "inverted"),
-                 "--out", str(out), "--image-size", "64", "--set", "steps=40"]) == 0
+                 "--out", str(out), "--image-size", "96", "--set", "steps=40"]) == 0
     return out
 
 
@@ -82,6 +83,11 @@ def test_per_product_thresholds_round_trip_through_the_bundle(unified_run, produ
         assert b.score == pytest.approx(a.score, abs=1e-4) and b.is_anomalous == a.is_anomalous
     by_product = {p: dev.predict(image, product=p).score for p in ("hazel", "inverted")}
     assert by_product["hazel"] != pytest.approx(by_product["inverted"], abs=1e-3)
+    raw = dev.predict(image).raw_score
+    dev.set_threshold(raw)  # a manual threshold without a product applies to every product
+    for product in ("hazel", "inverted", None):
+        got = dev.predict(image, product=product)
+        assert got.is_anomalous and got.score == pytest.approx(0.5)
 
 
 def test_unknown_product_is_a_clear_error(unified_run, tiny_run, small_mvtec, capsys):
@@ -104,6 +110,14 @@ def test_eval_reports_each_product_and_their_mean(unified_run, product_set):
     assert res["image_auroc"] == pytest.approx(np.mean([res["products"][p]["image_auroc"] for p in ("hazel", "inverted")]))
 
 
+def test_a_token_grid_too_small_for_the_mask_is_refused(small_mvtec, tmp_path, capsys):
+    """At 64 px the 4 x 4 grid would leave central tokens nothing outside their 5 x 5 window."""
+    assert main(["train", "--model", "uniad", "--data", str(small_mvtec), "--out", str(tmp_path / "r"),
+                 "--image-size", "64", "--set", "steps=1"]) == 2
+    assert "4 x 4 token grid is too small for a 5 x 5 neighbour mask" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 def test_one_product_models_refuse_a_product_set(product_set, tmp_path, capsys):
     assert main(["train", "--model", "padim", "--data", str(product_set), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
@@ -116,3 +130,51 @@ def test_product_folders_are_found_under_a_root(product_set):
     assert ds.layout == "products" and ds.products == ["hazel", "inverted"]
     assert {s.product for s in ds.train} == {"hazel", "inverted"}
     assert all(s.path.is_relative_to(product_set / s.product) for s in ds.train + ds.test)
+
+
+def test_eval_of_one_product_folder_never_scores_its_training_images(small_mvtec, tmp_path):
+    """Folder-layout products with a non-zero seed: evaluating one product's folder reads that
+    product's part of the recorded test split instead of re-splitting good/ with seed 0."""
+    root = tmp_path / "line"
+    for product in ("a", "b"):
+        for src in small_mvtec.rglob("*.jpg"):
+            kind = "good" if "good" in src.parts else "bad"
+            dst = root / product / kind / f"{src.parent.name}_{src.name}"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst)
+    run = tmp_path / "run"
+    assert main(["train", "--model", "uniad", "--data", str(root / "a"), "--data", str(root / "b"), "--out", str(run),
+                 "--image-size", "96", "--seed", "5", "--set", "steps=2"]) == 0
+    record = json.loads((run / "run.json").read_text())
+    split = recorded_split(record)
+    trained_on = {s.path for s in split.fit + split.holdout}
+    assert trained_on & {s.path for s in open_dataset(root / "a").test}  # what re-splitting with seed 0 would score
+    scored, _, said = samples_to_score(record, root / "a")
+    assert said == "product a of the test split recorded at training"
+    assert [s.path for s in scored] == [s.path for s in split.test if s.product == "a"]
+    assert not trained_on & {s.path for s in scored}
+    assert evaluate(run, root / "a")["n_images"] == len(scored)
+
+
+def test_several_data_folders_must_be_sibling_products(small_mvtec, tmp_path, capsys):
+    shutil.copytree(small_mvtec, tmp_path / "x" / "bolt")
+    shutil.copytree(small_mvtec, tmp_path / "y" / "nut")
+    assert main(["train", "--model", "uniad", "--data", str(tmp_path / "x" / "bolt"), "--data", str(tmp_path / "y" / "nut"),
+                 "--out", str(tmp_path / "r")]) == 2
+    assert "side by side in one folder" in capsys.readouterr().err
+
+
+def test_int8_validation_measures_each_product(unified_run, product_set):
+    """The gate's figures include each product's own AUROC (the same as eval's), so a product that
+    INT8 hurts cannot hide behind the pooled figure."""
+    from edgead.tasks.image.validation import LABELLED, ValidationSet, compare, score
+
+    record = json.loads((unified_run / "run.json").read_text())
+    pred = Predictor(unified_run)
+    ref = score(pred, ValidationSet(LABELLED, "test split", recorded_split(record).test))
+    per = evaluate(unified_run, product_set)["products"]
+    for product in ("hazel", "inverted"):
+        assert ref.metrics[f"{product}.image_auroc"] == pytest.approx(per[product]["image_auroc"])
+    worse = dict(ref.metrics, **{"inverted.image_auroc": ref.metrics["inverted.image_auroc"] - 0.2})
+    cand = type(ref)(ref.raw, ref.normalised, ref.anomalous, ref.labels, worse)
+    assert compare(LABELLED, ref, cand)["drop"] == pytest.approx(0.2)

@@ -17,15 +17,15 @@ class ModelEntry(NamedTuple):
 
 
 MODELS: dict[str, ModelEntry] = {
-    "padim": ModelEntry("edgead.models.padim", "image", "the default: per-location low-rank Gaussians of pretrained features; "
-                        "nothing to train; best whole-image detection measured (BENCHMARKS.md, issue 17)"),
-    "hetnet": ModelEntry("edgead.models.hetnet", "image", "distilled students; sharpest maps for small defects on "
+    "padim": ModelEntry("edgead.models.padim", "image", "the default: per-location Gaussians of pretrained features; "
+                        "best whole-image detection measured; nothing to train"),
+    "hetnet": ModelEntry("edgead.models.hetnet", "image", "distilled students; best AUPRO on small defects of "
                          "aligned parts; trains in minutes"),
-    "patchcore": ModelEntry("edgead.models.patchcore", "image", "best whole-image detection on textures; no training loop; slowest (bank search)"),
+    "patchcore": ModelEntry("edgead.models.patchcore", "image", "nearest-neighbour memory bank; strong on textures; no training loop; slowest (bank search)"),
     "pbas": ModelEntry("edgead.models.pbas", "image", "smallest head, fastest on ONNX Runtime; for a tight budget; INT8 least robust"),
     "fader": ModelEntry("edgead.models.fader", "image", "sharpest anomaly maps (localisation first); weaker whole-image ranking on textures"),
-    "uniad": ModelEntry("edgead.models.uniad", "image", "several products, one model: a small Transformer rebuilds "
-                        "the features through neighbour-masked attention; per-product thresholds"),
+    "uniad": ModelEntry("edgead.models.uniad", "image", "several products, one model (--data A --data B): a small "
+                        "Transformer rebuilds the features; per-product thresholds"),
     "mmae": ModelEntry("edgead.models.mmae", "signal", "signals (ECG, sensor series): multi-scale masked autoencoder, < 0.5 M parameters"),
 }
 
@@ -54,7 +54,8 @@ def build(cfg: dict, pretrained: bool = False):
 
     mod = get(cfg["model"]["name"])
     fields = {f.name for f in dataclasses.fields(mod.Config)}
-    params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg["model"]["config"].items() if k in fields}
+    recorded = {**getattr(mod, "RECORDED_BEFORE", {}), **cfg["model"]["config"]}
+    params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in recorded.items() if k in fields}
     return mod.Model(mod.Config(**params), pretrained=pretrained)
 
 

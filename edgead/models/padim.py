@@ -18,6 +18,7 @@ from torch import nn
 from .common import PATCH_STRIDES, PatchFeatures, backbone_complexity, count_flops, fitted_features
 
 STORAGE = {"float32": torch.float32, "float16": torch.float16}
+RECORDED_BEFORE = {"directions_dtype": "float32"}  # what runs that do not record a setting were made with
 RESIZE = "stretch"  # per-location statistics want the part at the same place in every image, whatever its aspect
 
 

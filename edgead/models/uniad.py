@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.errors import UsageError
 from ..core.progress import progress_bar, show_running_mean
 from .common import PATCH_STRIDES, PatchFeatures, backbone_complexity, count_flops, fitted_features, n_params, optimizer_step
 
@@ -42,6 +43,15 @@ class UniADConfig:
     weight_decay: float = 1e-4
     grid_h: int = 16  # set by fit: the token grid of the training images
     grid_w: int = 16
+
+
+def check_grid(h: int, w: int, k: int) -> None:
+    """Every token must keep keys outside its k x k window: where all are masked the constant
+    cancels in the softmax and the token may copy itself again."""
+    if bool((neighbour_bias(h, w, k) < 0).all(-1).any()):
+        raise UsageError(f"uniad: a {h} x {w} token grid is too small for a {k} x {k} neighbour mask (some tokens "
+                         f"would see only their own window); raise --image-size to at least {16 * (k + 1)} px "
+                         f"or lower it with --set neighbour=N")
 
 
 def neighbour_bias(h: int, w: int, k: int) -> torch.Tensor:
@@ -124,6 +134,7 @@ class UniADLite(nn.Module):
         self.encoder = nn.ModuleList(EncoderLayer(cfg.width, cfg.heads, cfg.ffn) for _ in range(cfg.encoder_layers))
         self.decoder = nn.ModuleList(DecoderLayer(cfg.width, cfg.heads, cfg.ffn, tokens) for _ in range(cfg.decoder_layers))
         self.register_buffer("bias", neighbour_bias(cfg.grid_h, cfg.grid_w, cfg.neighbour), persistent=False)
+        check_grid(cfg.grid_h, cfg.grid_w, cfg.neighbour)
 
     def set_grid(self, h: int, w: int) -> None:
         """Fresh per-token parameters for an h x w token grid (another input size)."""
@@ -132,6 +143,7 @@ class UniADLite(nn.Module):
         self.pos = nn.Parameter(torch.randn(1, h * w, cfg.width) * 0.02)
         for layer in self.decoder:
             layer.query = nn.Parameter(torch.randn(1, h * w, cfg.width) * 0.02)
+        check_grid(h, w, cfg.neighbour)
         self.bias = neighbour_bias(h, w, cfg.neighbour)
 
     def tokens(self, image: torch.Tensor) -> torch.Tensor:

@@ -89,8 +89,6 @@ def cmd_predict(a: argparse.Namespace, pred) -> int:
     from edgead.tasks.image.preprocess import read_image
 
     pred.thresholds(a.product)  # an unknown product is a usage error before any image is read
-    if a.product is not None and a.threshold is not None:
-        pred.set_threshold(a.threshold, product=a.product)
     named = expand_named(a.paths)
     if not named:
         raise DataError(f"no images found in {' '.join(a.paths)}")

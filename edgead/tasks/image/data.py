@@ -81,6 +81,8 @@ def open_dataset(root: str | Path, holdout_fraction: float = 0.2, seed: int = 0,
     if _is_product(root):
         return _open_mvtec(root) if (root / "train").is_dir() else _open_folder(root, holdout_fraction, seed)
     found = sorted(d.name for d in root.iterdir() if d.is_dir() and _is_product(d))
+    if len(found) == 1:  # a folder holding one product folder is that product
+        return open_dataset(root / found[0], holdout_fraction, seed)
     if found:
         return _open_products(root, found, holdout_fraction, seed)
     raise DataError(
@@ -91,18 +93,22 @@ def open_dataset(root: str | Path, holdout_fraction: float = 0.2, seed: int = 0,
 
 def open_data(folders: str | Path | Sequence[str | Path], seed: int = 0) -> ImageDataset:
     """One data folder, or several product folders (`edgead train --data A --data B`) as one
-    product set rooted at their common parent."""
+    product set rooted at their parent: the products are named by their folders, so they must be
+    distinct sibling folders."""
     if isinstance(folders, (str, Path)) or len(folders) == 1:
         return open_dataset(folders if isinstance(folders, (str, Path)) else folders[0], seed=seed)
-    paths = [Path(f).resolve() for f in folders]
+    if not folders:
+        raise DataError("no data folder given")
+    paths = [Path(os.path.abspath(f)) for f in folders]
     for p in paths:
         if not p.is_dir():
             raise DataError(f"data folder {p} does not exist")
-    root = Path(os.path.commonpath(paths))
-    names = [p.relative_to(root).as_posix() for p in paths]
-    if "." in names or len(set(names)) < len(names):
-        raise DataError(f"--data folders must be distinct product folders, none inside another; got {', '.join(map(str, folders))}")
-    return open_dataset(root, seed=seed, products=names)
+    parents = {p.parent for p in paths}
+    names = [p.name for p in paths]
+    if len(parents) > 1 or len(set(names)) < len(names):
+        raise DataError(f"several --data folders must be distinct product folders side by side in one folder (products "
+                        f"are named by their folders); got {', '.join(map(str, folders))}: move or link them into one folder")
+    return open_dataset(parents.pop(), seed=seed, products=names)
 
 
 def _is_product(folder: Path) -> bool:

@@ -59,9 +59,9 @@ def evaluate(source: str | Path, data: str | Path, runtime: str = "auto", precis
     else:  # a product set: metrics per product, and their mean
         per = {p: summarize([r for r in scored if r[0].product == p]) for p in products}
         out = {"n_images": sum(m["n_images"] for m in per.values())}
-        for k in MEAN_OVER_PRODUCTS:
-            values = [m[k] for m in per.values()]
-            out[k] = None if None in values else float(np.mean(values))
+        for k in MEAN_OVER_PRODUCTS:  # over the products where the figure is defined
+            values = [m[k] for m in per.values() if m[k] is not None]
+            out[k] = float(np.mean(values)) if values else None
         out["products"] = per
     out["runtime"], out["precision"] = predictor.runtime, predictor.precision
     out["evaluated_on"] = evaluated_on
@@ -96,9 +96,21 @@ def on_original_geometry(region: np.ndarray, mask: np.ndarray, long_side: int = 
     return m, k
 
 
+def trained_product(run, data: str | Path) -> str | None:
+    """The product `data` is, when it is one product folder of the product set `run` was trained on."""
+    products = train_of(run).get("data", {}).get("products") or []
+    data = Path(data)
+    return data.name if data.name in products and is_training_data(run, data.parent) else None
+
+
 def test_samples(run, data: str | Path) -> tuple[list, Path, str]:
     """The images to evaluate on: the run's recorded test split when `data` is the data it was
     trained on (so that no training image is ever scored as a test image), else `data`'s own."""
+    product = trained_product(run, data)
+    if product is not None:  # one product folder of a product set the run was trained on
+        sp = recorded_split(run, "evaluation on the training data", root=Path(data).parent)
+        return ([s for s in sp.test if s.product == product], Path(data),
+                f"product {product} of the test split recorded at training")
     if is_training_data(run, data):
         seed = int(train_of(run).get("seed", 0))
         try:

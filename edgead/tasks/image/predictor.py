@@ -68,13 +68,16 @@ class Predictor(BasePredictor):
         return self.product_thresholds[product]
 
     def set_threshold(self, raw: float, product: str | None = None) -> None:
-        """Use `raw` (a raw image score) as the image threshold (of `product`, or the
-        product-agnostic one), as the "manual" kind; scores are normalised against it from now on
-        (0.5 = raw)."""
+        """Use `raw` (a raw image score) as the image threshold, as the "manual" kind; scores are
+        normalised against it from now on (0.5 = raw). For `product` only, or (None) for every
+        product and the product-agnostic threshold."""
         image, _ = self.thresholds(product)
         if image is None:
             raise UsageError("this model has no thresholds to override; train it with `edgead train`")
         image.set_manual(raw)
+        if product is None:
+            for other, _ in self.product_thresholds.values():
+                other.set_manual(raw)
 
     def raw_map(self, x: np.ndarray) -> np.ndarray:
         """Preprocessed (3, H, W) -> raw low-resolution map (h, w) from the runtime."""

@@ -70,32 +70,44 @@ def _from_folder(folder: Path) -> ValidationSet:
 
 
 def score(predictor, vset: ValidationSet) -> Scores:
-    """Run `predictor` (an edgead Predictor) over the validation set."""
-    raw, maps, masks, labels = [], [], [], []
+    """Run `predictor` (an edgead Predictor) over the validation set. On a product set each
+    image is normalised with its product's thresholds, and the metrics are also given per
+    product (`<product>.image_auroc`, ...), so that the gate sees the product INT8 hurts most."""
+    raw, normalised, anomalous, maps, masks = [], [], [], [], []
     for s in vset.samples:
         img = read_image(s.path)
         region, value, g = predictor.analyse(img)
+        th, _ = predictor.thresholds(s.product if s.product in predictor.products else None)
         raw.append(value)
-        labels.append(s.label)
-        if vset.kind == LABELLED and (s.label == 0 or s.mask_path is not None):
-            maps.append(region)
-            masks.append(mask_to_input(read_mask(s, img.shape[:2]), g))
-    raw_a = np.asarray(raw, np.float64)
-    th = predictor.image_thresholds
-    normalised = np.asarray(th.normalize(raw_a), np.float64) if th is not None else raw_a
-    anomalous = raw_a >= th.threshold if th is not None else np.zeros(raw_a.shape, bool)
+        normalised.append(float(th.normalize(value)) if th is not None else value)
+        anomalous.append(th is not None and value >= th.threshold)
+        labelled = vset.kind == LABELLED and (s.label == 0 or s.mask_path is not None)
+        maps.append(region if labelled else None)
+        masks.append(mask_to_input(read_mask(s, img.shape[:2]), g) if labelled else None)
+    raw_a, labels = np.asarray(raw, np.float64), np.array([s.label for s in vset.samples])
     found = {}
     if vset.kind == LABELLED:
-        pixels = any(m.any() for m in masks)
-        found = metrics.summarize(np.array(labels), raw_a, masks if pixels else None, maps if pixels else None)
-        found = {k: found[k] for k in ("image_auroc", "pixel_auroc", "aupro", "f1_max")}
-    return Scores(raw_a, normalised, anomalous, np.asarray(labels), found)
+        products = sorted({s.product for s in vset.samples})
+        groups = {"": range(len(raw))} if len(products) < 2 else {
+            "": range(len(raw)), **{f"{p}.": [i for i, s in enumerate(vset.samples) if s.product == p] for p in products}}
+        for prefix, idx in groups.items():
+            found.update({prefix + k: v for k, v in _metrics(labels[list(idx)], raw_a[list(idx)],
+                                                             [masks[i] for i in idx], [maps[i] for i in idx]).items()})
+    return Scores(raw_a, np.asarray(normalised, np.float64), np.asarray(anomalous, bool), labels, found)
+
+
+def _metrics(labels: np.ndarray, raw: np.ndarray, masks: list, maps: list) -> dict:
+    pairs = [(k, m) for k, m in zip(masks, maps) if k is not None]
+    pixels = any(k.any() for k, _ in pairs)
+    found = metrics.summarize(labels, raw, [k for k, _ in pairs] if pixels else None, [m for _, m in pairs] if pixels else None)
+    return {k: found[k] for k in ("image_auroc", "pixel_auroc", "aupro", "f1_max")}
 
 
 def compare(kind: str, ref: Scores, cand: Scores) -> dict:
     """How much worse `cand` (INT8) is than `ref` (FP32), larger is worse.
 
-    ``drop``: the larger of the image and pixel AUROC losses (labelled sets; None otherwise).
+    ``drop``: the largest of the image and pixel AUROC losses, pooled and per product on a
+    product set (labelled sets; None otherwise).
     ``score_shift``: mean |change| of the normalised image score, over the normal and over the
     anomalous images, whichever is larger (normal scores that creep up raise false alarms;
     anomaly scores clipped by ranges calibrated on normal images lose defects).
@@ -105,8 +117,8 @@ def compare(kind: str, ref: Scores, cand: Scores) -> dict:
               for name, label in (("normal", 0), ("anomalous", 1)) if (ref.labels == label).any()}
     out = {"drop": None, "score_shift": max(shifts.values()), **shifts,
            "decision_flips": float(np.mean(cand.anomalous != ref.anomalous))}
-    if kind == LABELLED:
-        for k in ("image_auroc", "pixel_auroc"):
+    if kind == LABELLED:  # every image and pixel AUROC, pooled and (on a product set) per product
+        for k in (k for k in ref.metrics if k.endswith(("image_auroc", "pixel_auroc"))):
             if ref.metrics.get(k) is not None and cand.metrics.get(k) is not None:
                 out[f"{k}_drop"] = float(ref.metrics[k] - cand.metrics[k])
         drops = [v for k, v in out.items() if k.endswith("_auroc_drop")]

@@ -56,6 +56,8 @@ def train_signal(data: str | Path, out: str | Path, model: str = "mmae", data_ki
     from edgead.tasks import check_model
 
     check_model(model, "signal", "mmae")
+    if not isinstance(data, (str, Path)):
+        raise UsageError(f"signal models train on one data set; got {data!r}")
     if not 0 < holdout < 1:
         raise UsageError(f"--holdout must be a fraction between 0 and 1, got {holdout}")
     check_replaceable(out, RUN_FILE)
