@@ -178,3 +178,12 @@ def test_int8_validation_measures_each_product(unified_run, product_set):
     worse = dict(ref.metrics, **{"inverted.image_auroc": ref.metrics["inverted.image_auroc"] - 0.2})
     cand = type(ref)(ref.raw, ref.normalised, ref.anomalous, ref.labels, worse)
     assert compare(LABELLED, ref, cand)["drop"] == pytest.approx(0.2)
+
+
+def test_product_set_flags_that_do_not_apply_are_usage_errors(product_set, tmp_path, capsys):
+    assert main(["train", "--model", "uniad", "--data", str(product_set), "--val", str(product_set / "hazel"),
+                 "--out", str(tmp_path / "r"), "--image-size", "96"]) == 2
+    assert "--val is for one product" in capsys.readouterr().err
+    assert main(["train", "--model", "mmae", "--data", "a.txt", "--data", "b.txt", "--out", str(tmp_path / "s")]) == 2
+    assert "--data is given 2 times; signal models train on one data set" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists()
