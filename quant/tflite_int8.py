@@ -64,13 +64,20 @@ def quantize(model: Path, ranges: dict, out: Path, float_ops: list[str] | tuple 
     return out
 
 
+def _ops(model: Path):
+    """(the model, its main subgraph, each op's scope: its output tensors' names joined, as the
+    quantizer names the op)."""
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfl
+
+    m = tfl.read_model(str(model))
+    graph = m.subgraphs[0]
+    names = [tfl.get_tensor_name(t) for t in graph.tensors]
+    return m, graph, [";".join(names[i] for i in op.outputs if i >= 0) for op in graph.operators]
+
+
 def distances(model: Path) -> tuple[dict[str, int], dict[str, int]]:
     """Op (named by its output tensors' scope) -> fewest edges to a model output, and from the input."""
-    from ai_edge_quantizer.utils import tfl_flatbuffer_utils
-
-    graph = tfl_flatbuffer_utils.read_model(str(model)).subgraphs[0]
-    names = [tfl_flatbuffer_utils.get_tensor_name(t) for t in graph.tensors]
-    scope = [";".join(names[i] for i in op.outputs if i >= 0) for op in graph.operators]
+    _, graph, scope = _ops(model)
     producer = {i: k for k, op in enumerate(graph.operators) for i in op.outputs if i >= 0}
     producers = {scope[k]: [scope[producer[i]] for i in op.inputs if i in producer]
                  for k, op in enumerate(graph.operators)}
@@ -87,16 +94,15 @@ def unweighted_ops_of_attention_graphs(model: Path) -> list[str]:
     tensors' scope); empty otherwise. TFLite decomposes LayerNorm into MEAN / SQUARED_DIFFERENCE /
     RSQRT chains whose int8 ranges collapse, and int8 attention logits lose the scores: keeping
     what has no weights in float, and the weight layers in INT8, is the Transformer candidate."""
-    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfl
+    from ai_edge_quantizer.utils.tfl_flatbuffer_utils import TFL_OP_CODE_TO_NAME
 
-    m = tfl.read_model(str(model))
-    graph = m.subgraphs[0]
-    names = [tfl.get_tensor_name(t) for t in graph.tensors]
-    ops = [(";".join(names[i] for i in op.outputs if i >= 0), str(tfl.get_op_name_by_index(m, 0, k)).rsplit(".", 1)[-1])
-           for k, op in enumerate(graph.operators)]
-    if not any(kind.endswith("SOFTMAX") for _, kind in ops):
+    m, graph, scope = _ops(model)
+    codes = [m.operatorCodes[op.opcodeIndex].builtinCode for op in graph.operators]
+    # ops the quantizer has no name for (CAST, DEQUANTIZE of float16 constants, ...) have no weights
+    kinds = [str(TFL_OP_CODE_TO_NAME[c]).rsplit(".", 1)[-1] if c in TFL_OP_CODE_TO_NAME else f"op {c}" for c in codes]
+    if "SOFTMAX" not in kinds:
         return []
-    return [scope for scope, kind in ops if not any(kind.endswith(w) for w in WEIGHTED_OPS)]
+    return [s for s, kind in zip(scope, kinds) if kind not in WEIGHTED_OPS]
 
 
 def candidates(fp32: Path, calib: np.ndarray, workdir: Path, **_) -> Iterator[Candidate]:

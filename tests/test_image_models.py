@@ -58,6 +58,16 @@ def test_every_runtime_matches_torch(model_bundle, images):
             assert g.is_anomalous == r.is_anomalous
 
 
+@pytest.mark.skipif("tflite" not in RUNTIMES, reason="TFLite runtime not installed")
+def test_tflite_attention_candidate_only_for_attention_graphs(model_bundle):
+    """Every image graph can be read by the TFLite INT8 repairs (PaDiM-lite's float16 constants
+    bring ops the quantizer has no name for), and only UniAD-lite's gets the attention candidate."""
+    from quant.tflite_int8 import unweighted_ops_of_attention_graphs
+
+    name, _, bundle = model_bundle
+    assert bool(unweighted_ops_of_attention_graphs(bundle / "model.tflite")) == (name == "uniad")
+
+
 def test_int8_passes_the_gate_and_runs_in_the_predictor(model_bundle, images, small_mvtec):
     name, _, bundle = model_bundle
     art = json.loads((bundle / "edgead.json").read_text())["artefacts"]["onnx_int8"]
