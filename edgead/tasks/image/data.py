@@ -43,11 +43,6 @@ class ImageDataset:
         }
         return {**out, "products": list(self.products)} if self.products else out
 
-    def of(self, product: str) -> "ImageDataset":
-        """One product of a product set, as its own data set."""
-        pick = lambda samples: [s for s in samples if s.product == product]  # noqa: E731
-        return ImageDataset(self.root / product, "product", pick(self.train), pick(self.test))
-
 
 def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

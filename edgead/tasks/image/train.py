@@ -13,8 +13,8 @@ from edgead.core.atomic import check_replaceable
 from edgead.core.errors import DataError, UsageError
 from edgead.core.progress import progress_bar
 from edgead.core.run import RUN_FILE
-from edgead.models import DEFAULT_MODEL
 from edgead.core.thresholds import ThresholdSet
+from edgead.models import DEFAULT_MODEL
 from edgead.tasks.image import split
 from edgead.tasks.image.data import ImageDataset, Sample, open_data, open_dataset
 from edgead.tasks.image.postprocess import PostSpec

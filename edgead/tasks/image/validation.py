@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgead.core import metrics
 from edgead.core.errors import DataError
 from edgead.tasks.image.calibration import images_in
 from edgead.tasks.image.data import Sample, open_dataset, read_mask
+from edgead.tasks.image.evaluate import summarize
 from edgead.tasks.image.preprocess import mask_to_input, read_image
 from edgead.tasks.image.split import recorded_split
 from quant.int8 import Scores
@@ -73,34 +73,26 @@ def score(predictor, vset: ValidationSet) -> Scores:
     """Run `predictor` (an edgead Predictor) over the validation set. On a product set each
     image is normalised with its product's thresholds, and the metrics are also given per
     product (`<product>.image_auroc`, ...), so that the gate sees the product INT8 hurts most."""
-    raw, normalised, anomalous, maps, masks = [], [], [], [], []
+    scored, normalised, anomalous = [], [], []  # scored: evaluate's (sample, score, map, mask) records
     for s in vset.samples:
         img = read_image(s.path)
         region, value, g = predictor.analyse(img)
         th, _ = predictor.thresholds(s.product if s.product in predictor.products else None)
-        raw.append(value)
         normalised.append(float(th.normalize(value)) if th is not None else value)
         anomalous.append(th is not None and value >= th.threshold)
         labelled = vset.kind == LABELLED and (s.label == 0 or s.mask_path is not None)
-        maps.append(region if labelled else None)
-        masks.append(mask_to_input(read_mask(s, img.shape[:2]), g) if labelled else None)
-    raw_a, labels = np.asarray(raw, np.float64), np.array([s.label for s in vset.samples])
+        scored.append((s, value, region, mask_to_input(read_mask(s, img.shape[:2]), g) if labelled else None))
     found = {}
     if vset.kind == LABELLED:
+        groups = {"": scored}
         products = sorted({s.product for s in vset.samples})
-        groups = {"": range(len(raw))} if len(products) < 2 else {
-            "": range(len(raw)), **{f"{p}.": [i for i, s in enumerate(vset.samples) if s.product == p] for p in products}}
-        for prefix, idx in groups.items():
-            found.update({prefix + k: v for k, v in _metrics(labels[list(idx)], raw_a[list(idx)],
-                                                             [masks[i] for i in idx], [maps[i] for i in idx]).items()})
-    return Scores(raw_a, np.asarray(normalised, np.float64), np.asarray(anomalous, bool), labels, found)
-
-
-def _metrics(labels: np.ndarray, raw: np.ndarray, masks: list, maps: list) -> dict:
-    pairs = [(k, m) for k, m in zip(masks, maps) if k is not None]
-    pixels = any(k.any() for k, _ in pairs)
-    found = metrics.summarize(labels, raw, [k for k, _ in pairs] if pixels else None, [m for _, m in pairs] if pixels else None)
-    return {k: found[k] for k in ("image_auroc", "pixel_auroc", "aupro", "f1_max")}
+        if len(products) > 1:
+            groups.update({f"{p}.": [r for r in scored if r[0].product == p] for p in products})
+        for prefix, records in groups.items():
+            figures = summarize(records)
+            found.update({prefix + k: figures[k] for k in ("image_auroc", "pixel_auroc", "aupro", "f1_max")})
+    return Scores(np.array([r[1] for r in scored], np.float64), np.asarray(normalised, np.float64),
+                  np.asarray(anomalous, bool), np.array([s.label for s in vset.samples]), found)
 
 
 def compare(kind: str, ref: Scores, cand: Scores) -> dict:
