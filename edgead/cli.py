@@ -1,4 +1,5 @@
-"""The `edgead` command line: train | export | predict | eval | benchmark | demo."""
+"""The `edgead` command line: train | export | predict | eval | benchmark | demo, and the tasks'
+own commands (synth3d)."""
 from __future__ import annotations
 
 import argparse
@@ -175,8 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model on normal images", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Train on DATA/train/good (MVTec layout) or DATA/good;\na unified model (uniad) also takes "
-                       "several product folders.\n\nmodels, and when to pick each:\n" + _models_help())
+                       description="Train on DATA/train/good (MVTec layout) or DATA/good;\na unified model (uniad, onenip) also "
+                       "takes several product folders.\n\nmodels, and when to pick each:\n" + _models_help())
     t.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (see above; default {DEFAULT_MODEL})")
     t.add_argument("--data", required=True, action="append", help="data folder; repeat it (or pass a folder of product "
                    "folders) to train one unified image model on several products")
@@ -218,9 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "anomalies, else normal images held out from training)")
     x.set_defaults(func=cmd_export)
 
-    r = sub.add_parser("predict", help="score images with a bundle")
+    r = sub.add_parser("predict", help="score images, signals or point clouds with a bundle")
     r.add_argument("bundle", help="bundle folder (or a run folder, on torch)")
-    r.add_argument("paths", nargs="+", help="image files or folders")
+    r.add_argument("paths", nargs="+", help="image, signal or point-cloud files, or folders of them")
     r.add_argument("--runtime", default="auto")
     r.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8"])
     r.add_argument("--threads", type=int, default=None)
@@ -251,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--model", default=DEFAULT_MODEL, help=f"an image model (default {DEFAULT_MODEL})")
     d.add_argument("--epochs", type=int, default=None, help="for models with a training loop (default: the model's own)")
     d.set_defaults(func=cmd_demo)
+
+    from edgead.tasks import all_tasks
+
+    for task in all_tasks():
+        task.add_commands(sub)
     return p
 
 

@@ -66,6 +66,15 @@ def _advanced(minmax: bool):
     return AdvancedQuantizationParameters(overflow_fix=OverflowFix.ENABLE, **ranges)
 
 
+def model_type(model):
+    """NNCF's Transformer scheme for attention graphs (it keeps Softmax, LayerNorm and the
+    attention's own MatMuls in the patterns NNCF knows for them), None for every other graph."""
+    import nncf
+
+    attention = any(op.get_type_name() == "Softmax" for op in model.get_ordered_ops())
+    return nncf.ModelType.TRANSFORMER if attention else None
+
+
 def distances(model) -> tuple[dict[str, int], dict[str, int]]:
     """Op friendly name -> fewest edges to a model output, and from the input (constants and
     parameters left out)."""
@@ -92,12 +101,14 @@ def candidates(fp32: Path, calib: np.ndarray, workdir: Path, validation: Validat
 
     core = ov.Core()
     dataset = nncf.Dataset(list(calib), lambda x: np.ascontiguousarray(x[None], np.float32))
-    base = {"tool": f"nncf {nncf.__version__}", "overflow_fix": "all layers", "calibration_images": int(len(calib))}
+    kind = model_type(core.read_model(str(fp32)))
+    base = {"tool": f"nncf {nncf.__version__}", "overflow_fix": "all layers", "calibration_images": int(len(calib)),
+            **({"model_type": "transformer"} if kind is not None else {})}
 
     def quantize(minmax: bool, fast: bool, ignored: list[str], name: str):
         scope = nncf.IgnoredScope(names=ignored, validate=False) if ignored else None
         q = nncf.quantize(core.read_model(str(fp32)), dataset, subset_size=len(calib), ignored_scope=scope,
-                          fast_bias_correction=fast, advanced_parameters=_advanced(minmax))
+                          fast_bias_correction=fast, advanced_parameters=_advanced(minmax), model_type=kind)
         return _save(q, workdir / f"{name}.xml")
 
     def settings(minmax: bool, fast: bool, keep: list[str] | None) -> dict:  # None: not known in advance
@@ -120,7 +131,7 @@ def candidates(fp32: Path, calib: np.ndarray, workdir: Path, validation: Validat
     if validation is None or len(validation.items) < 2:
         return
     yield _accuracy_control(core, fp32, dataset, len(calib), validation, max_drop, minmax, workdir,
-                            settings(minmax, False, None))
+                            settings(minmax, False, None), kind)
 
 
 def _better_ranges(history: list[dict]) -> bool:
@@ -133,7 +144,7 @@ def _better_ranges(history: list[dict]) -> bool:
 
 
 def _accuracy_control(core, fp32: Path, dataset, n_calib: int, validation: Validation, max_drop: float,
-                      minmax: bool, workdir: Path, settings: dict) -> Candidate:
+                      minmax: bool, workdir: Path, settings: dict, kind=None) -> Candidate:
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
@@ -148,7 +159,7 @@ def _accuracy_control(core, fp32: Path, dataset, n_calib: int, validation: Valid
     val_data = nncf.Dataset(validation.items, validation.to_input)
     q = nncf.quantize_with_accuracy_control(
         core.read_model(str(fp32)), dataset, val_data, validation_fn, max_drop=max_drop,
-        subset_size=n_calib, fast_bias_correction=False, advanced_quantization_parameters=_advanced(minmax),
+        subset_size=n_calib, fast_bias_correction=False, advanced_quantization_parameters=_advanced(minmax), model_type=kind,
         advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
             ranking_subset_size=min(RANKING_SUBSET, n), max_num_iterations=MAX_REVERTED))
     return Candidate("accuracy control (layers reverted to FP32)", _save(q, workdir / "model_int8_ac.xml"),

@@ -16,9 +16,9 @@ from edgead.models import MODELS, fader, patchcore, pbas
 from edgead.tasks.image.predictor import Predictor
 from edgead.tasks.image.preprocess import read_image
 
-IMAGE_MODELS = ["patchcore", "pbas", "fader", "padim", "uniad"]
-EPOCHS = {"patchcore": None, "pbas": 60, "fader": 20, "padim": None, "uniad": 40}  # enough for maps that survive INT8
-SIZE = {"uniad": 96}  # its neighbour mask needs a 6 x 6 token grid; the others train at 64 px
+IMAGE_MODELS = ["patchcore", "pbas", "fader", "padim", "uniad", "onenip"]
+EPOCHS = {"patchcore": None, "pbas": 60, "fader": 20, "padim": None, "uniad": 40, "onenip": 40}  # enough for maps that survive INT8
+SIZE = {"uniad": 96, "onenip": 96}  # their neighbour mask needs a 6 x 6 token grid; the others train at 64 px
 RUNTIMES = [t.runtime for t in targets.TARGETS.values() if runtimes.available(t.runtime)]
 TARGET = {r: targets.for_runtime(r).name for r in RUNTIMES}
 
@@ -61,11 +61,11 @@ def test_every_runtime_matches_torch(model_bundle, images):
 @pytest.mark.skipif("tflite" not in RUNTIMES, reason="TFLite runtime not installed")
 def test_tflite_attention_candidate_only_for_attention_graphs(model_bundle):
     """Every image graph can be read by the TFLite INT8 repairs (PaDiM-lite's float16 constants
-    bring ops the quantizer has no name for), and only UniAD-lite's gets the attention candidate."""
+    bring ops the quantizer has no name for), and only the Transformers' get the attention candidate."""
     from quant.tflite_int8 import unweighted_ops_of_attention_graphs
 
     name, _, bundle = model_bundle
-    assert bool(unweighted_ops_of_attention_graphs(bundle / "model.tflite")) == (name == "uniad")
+    assert bool(unweighted_ops_of_attention_graphs(bundle / "model.tflite")) == (name in ("uniad", "onenip"))
 
 
 def test_int8_passes_the_gate_and_runs_in_the_predictor(model_bundle, images, small_mvtec):

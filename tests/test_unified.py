@@ -1,4 +1,4 @@
-"""One model for several products (UniAD-lite): the neighbour mask, the product set, per-product
+"""One model for several products (UniAD-lite, OneNIP-lite): the neighbour mask, the product set, per-product
 thresholds through the bundle, per-product evaluation and the errors a user meets."""
 import json
 import shutil
@@ -11,7 +11,7 @@ import torch
 from edgead.cli import main
 from edgead.core.errors import UsageError
 from edgead.export import export
-from edgead.models import uniad
+from edgead.models import onenip, synthetic, uniad
 from edgead.tasks.image.data import open_dataset
 from edgead.tasks.image.evaluate import evaluate
 from edgead.tasks.image.evaluate import test_samples as samples_to_score  # not collected as a test
@@ -187,3 +187,96 @@ def test_product_set_flags_that_do_not_apply_are_usage_errors(product_set, tmp_p
     assert main(["train", "--model", "mmae", "--data", "a.txt", "--data", "b.txt", "--out", str(tmp_path / "s")]) == 2
     assert "--data is given 2 times; signal models train on one data set" in capsys.readouterr().err
     assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists()
+
+
+# ----------------------------------------------------------------------------- OneNIP-lite
+
+
+@pytest.fixture(scope="module")
+def prompted_run(product_set, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "onenip"
+    assert main(["train", "--model", "onenip", "--data", str(product_set / "hazel"), "--data", str(product_set / "inverted"),
+                 "--out", str(out), "--image-size", "96", "--set", "steps=40", "--set", "synthetic_per_product=8"]) == 0
+    return out
+
+
+def test_onenip_reads_the_test_image_around_a_token_and_the_prompt_everywhere():
+    cfg = onenip.OneNIPConfig(grid_h=6, grid_w=7, neighbour=3, width=32, heads=4)
+    model = onenip.OneNIPLite(cfg, pretrained=False)
+    x = torch.randn(2, 42, 32)
+    layer = model.decoder[0]
+    read, look = layer.read.weights(x, x, model.bias), layer.look.weights(x, x, None)
+    near = [a * 7 + b for a in range(1, 4) for b in range(2, 5)]  # the 3 x 3 window of token 17 = (2, 3)
+    assert read[:, :, 17, near].max() < 1e-7
+    assert look[:, :, 17, 17].min() > 1e-4  # the prompt's own place stays readable
+
+
+def test_onenip_prompts_are_each_product_s_recorded_image(prompted_run, product_set):
+    from edgead.models import load_run
+
+    model, record = load_run(prompted_run)
+    prompts = record["train"]["log"]["prompt_images"]
+    assert [p.split("/")[0] for p in prompts] == ["hazel", "inverted"]
+    spec = Predictor(prompted_run).spec
+    from edgead.tasks.image.preprocess import preprocess
+
+    with torch.no_grad():
+        for g, rel in enumerate(prompts):
+            x = torch.from_numpy(preprocess(read_image(product_set / rel), spec)[0][None])
+            assert torch.allclose(model.encode(model.tokens(x))[0], model.prompts[g], atol=1e-4)
+
+
+def test_onenip_scores_each_image_against_the_named_product(prompted_run, product_set, tmp_path, capsys):
+    from edgead.models import load_run
+
+    model, _ = load_run(prompted_run)
+    pred = Predictor(prompted_run)
+    assert pred.channels == ["hazel", "inverted"] and pred.products == ["hazel", "inverted"]
+    image = read_image(sorted((product_set / "inverted/test").rglob("*.jpg"))[0])
+    from edgead.tasks.image.preprocess import preprocess
+
+    x = preprocess(image, pred.spec)[0]
+    with torch.no_grad():
+        both = model(torch.from_numpy(x[None]))[0].numpy()  # (products, h, w)
+    for i, product in enumerate(("hazel", "inverted")):
+        assert np.allclose(pred.raw_map(x, product), both[i], atol=1e-5)
+    assert not np.allclose(both[0], both[1], atol=1e-3)  # the prompt matters
+    bundle = tmp_path / "b"
+    export(prompted_run, bundle, ["onnx"])
+    dev = Predictor(bundle, runtime="onnxruntime")
+    manifest = json.loads((bundle / "edgead.json").read_text())
+    assert manifest["outputs"]["anomaly_map_products"] == ["hazel", "inverted"]
+    for product in ("hazel", "inverted"):
+        assert dev.predict(image, product=product).raw_score == pytest.approx(
+            pred.predict(image, product=product).raw_score, rel=1e-4)
+    with pytest.raises(UsageError, match="needs the product: one of hazel, inverted"):
+        dev.predict(image)
+    path = str(sorted((product_set / "inverted/test").rglob("*.jpg"))[0])
+    assert main(["predict", str(bundle), path]) == 2
+    assert "--product NAME" in capsys.readouterr().err
+    assert main(["predict", str(bundle), path, "--product", "bolt"]) == 2
+    assert "unknown product 'bolt'" in capsys.readouterr().err
+    assert main(["predict", str(bundle), path, "--product", "inverted"]) == 0
+
+
+def test_onenip_eval_of_a_product_folder_it_was_not_trained_on_needs_the_product(prompted_run, product_set, tmp_path, capsys):
+    shutil.copytree(product_set / "inverted", tmp_path / "new_batch")
+    assert main(["eval", str(prompted_run), "--data", str(tmp_path / "new_batch")]) == 2
+    assert "needs the product" in capsys.readouterr().err
+    res = evaluate(prompted_run, tmp_path / "new_batch", product="inverted")
+    whole = evaluate(prompted_run, product_set)["products"]["inverted"]
+    # the copy's test split is all of its test folder, the same images as the recorded split's
+    assert res["image_auroc"] == pytest.approx(whole["image_auroc"])
+
+
+def test_synthetic_anomalies_change_exactly_their_mask():
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(6, 3, 48, 64)).astype(np.float32)
+    groups = np.array([0, 0, 0, 1, 1, 1])
+    fake, masks, sources = synthetic.synthesize(images, groups, per_product=6, seed=1)
+    assert fake.shape == (12, 3, 48, 64) and masks.shape == (12, 48, 64)
+    assert list(groups[sources]) == [0] * 6 + [1] * 6  # each made of its own product's images
+    for x, m, i in zip(fake, masks, sources):
+        changed = np.abs(x - images[i]).max(0) > 0
+        assert not changed[~m].any() and changed[m].mean() > 0.99
+        assert synthetic.AREA[0] * 0.5 <= m.mean() <= synthetic.AREA[1] * 1.5

@@ -16,6 +16,7 @@ from edgead.tasks.base import Task
 TASKS: dict[str, str] = {
     "image": "edgead.tasks.image.task:ImageTask",
     "signal": "edgead.tasks.signal.task:SignalTask",
+    "pointcloud": "edgead.tasks.pointcloud.task:PointCloudTask",
 }
 _loaded: dict[str, Task] = {}
 

@@ -33,6 +33,9 @@ class Task:
         """Add this task's own flags of `command` ("train", "eval", "predict"). Their defaults
         must be None, so that the CLI can tell a flag that was given from one that was not."""
 
+    def add_commands(self, sub) -> None:
+        """Add this task's own subcommands (e.g. `synth3d`) to the `edgead` command's subparsers."""
+
     def cli_train(self, a: argparse.Namespace) -> int:
         raise NotImplementedError
 

@@ -23,10 +23,10 @@ def add_arguments(command: str, g: argparse._ArgumentGroup) -> None:
         g.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
                        help="a model setting, repeatable (e.g. --set max_bank=8192 for patchcore); "
                             "an unknown key lists the model's settings")
-    elif command == "predict":
+    if command in ("predict", "eval"):
         g.add_argument("--product", default=None, help="unified models: the product in the images, for its own "
-                       "thresholds (default: the product-agnostic ones)")
-    elif command == "eval":
+                       "thresholds (default: the product-agnostic ones; onenip needs it)")
+    if command == "eval":
         g.add_argument("--save-maps", default=None, help="folder for heat-map overlays (PNG)")
         g.add_argument("--geometry", choices=["network", "original"], default=None,
                        help="where pixel metrics are computed: the network input's valid region (default), or "
@@ -63,7 +63,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 def eval_options(a: argparse.Namespace) -> dict:
     """This task's own `edgead eval` flags, as keyword arguments of its evaluate()."""
-    return {"save_maps": a.save_maps, "geometry": a.geometry or "network"}
+    return {"save_maps": a.save_maps, "geometry": a.geometry or "network", "product": a.product}
 
 
 def expand(paths: list[str]) -> list[Path]:
@@ -88,7 +88,8 @@ def cmd_predict(a: argparse.Namespace, pred) -> int:
     """Score image files and folders with `pred`: one line (or JSON line) per image."""
     from edgead.tasks.image.preprocess import read_image
 
-    pred.thresholds(a.product)  # an unknown product is a usage error before any image is read
+    pred.thresholds(a.product)  # an unknown or missing product is a usage error before any image is read
+    pred.channel(a.product)
     named = expand_named(a.paths)
     if not named:
         raise DataError(f"no images found in {' '.join(a.paths)}")
@@ -96,7 +97,7 @@ def cmd_predict(a: argparse.Namespace, pred) -> int:
     for f, rel in named:
         try:
             img = read_image(f)
-            res = pred.result(*pred.analyse(img), path=str(f), product=a.product)
+            res = pred.result(*pred.analyse(img, a.product), path=str(f), product=a.product)
         except (DataError, ValueError) as e:
             failed += 1
             print(json.dumps({"path": str(f), "error": str(e)}) if a.json else f"ERROR {e}", flush=True)

@@ -18,17 +18,20 @@ from edgead.tasks.image.split import is_training_data, recorded_split
 
 def evaluate(source: str | Path, data: str | Path, runtime: str = "auto", precision: str = "auto",
              threads: int | None = None, save_maps: str | Path | None = None,
-             predictor: Predictor | None = None, geometry: str = "network") -> dict:
+             predictor: Predictor | None = None, geometry: str = "network", product: str | None = None) -> dict:
     """Image AUROC, pixel AUROC, AUPRO and F1-max on `data`'s test split.
 
     Pixel metrics are computed on the valid (non-padded) region at network resolution
     (`geometry="network"`), or on the original image geometry (`"original"`: aspect kept, long
     side capped at ORIGINAL_LONG_SIDE pixels, maps resized with area interpolation and masks
     with nearest), a protocol any tool's maps can be compared on. Anomalous images without a
-    mask count for image metrics only."""
+    mask count for image metrics only. `product` names the product of a one-product folder for a
+    unified model (a product folder it was trained on is recognised without it)."""
     if geometry not in GEOMETRIES:
         raise UsageError(f"geometry must be one of {', '.join(GEOMETRIES)}, got {geometry!r}")
     predictor = predictor or Predictor(source, runtime=runtime, threads=threads, precision=precision)
+    if product is not None:
+        predictor.thresholds(product)  # an unknown product fails before any work
     test, root, evaluated_on = test_samples(predictor.config, data)
     if not test:
         raise DataError(f"{data}: no test images (expected test/<good|defect>/ or good/ + bad/)")
@@ -39,7 +42,7 @@ def evaluate(source: str | Path, data: str | Path, runtime: str = "auto", precis
     scored = []
     for s in progress_bar(test, desc=f"eval ({predictor.runtime})"):
         img = read_image(s.path)
-        region, score, g = predictor.analyse(img)
+        region, score, g = predictor.analyse(img, s.product or product)
         mask = None
         if s.label == 0 or s.mask_path is not None:
             mask = read_mask(s, img.shape[:2])
@@ -52,8 +55,8 @@ def evaluate(source: str | Path, data: str | Path, runtime: str = "auto", precis
             from edgead.tasks.image.visualize import save_overlay
 
             rel = s.path.relative_to(root).with_suffix(".png")
-            product = s.product if s.product in predictor.products else None
-            save_overlay(Path(save_maps) / rel, img, predictor.result(region, score, g, product=product))
+            named = s.product if s.product in predictor.products else product
+            save_overlay(Path(save_maps) / rel, img, predictor.result(region, score, g, product=named))
     if products == [""]:
         out = summarize(scored)
     else:  # a product set: metrics per product, and their mean

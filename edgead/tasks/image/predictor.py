@@ -18,6 +18,7 @@ from edgead.tasks.image.postprocess import PostSpec
 from edgead.tasks.image.preprocess import Geometry, InputSpec, as_rgb, preprocess, read_image
 
 __all__ = ["Predictor", "Result", "choose_target"]
+PRODUCT_CHANNELS = "anomaly_map_products"  # manifest outputs: the product of each anomaly_map channel (prompted models)
 ImageLike = str | Path | np.ndarray
 
 
@@ -51,6 +52,7 @@ class Predictor(BasePredictor):
         self.pixel_thresholds = ThresholdSet.from_json(th["pixel"]) if "pixel" in th else None
         self.product_thresholds = {name: (ThresholdSet.from_json(t["image"]), ThresholdSet.from_json(t["pixel"]))
                                    for name, t in (th.get("products") or {}).items()}
+        self.channels = list((config.get("outputs") or {}).get(PRODUCT_CHANNELS) or [])
 
     @property
     def products(self) -> list[str]:
@@ -79,14 +81,27 @@ class Predictor(BasePredictor):
             for other, _ in self.product_thresholds.values():
                 other.set_manual(raw)
 
-    def raw_map(self, x: np.ndarray) -> np.ndarray:
-        """Preprocessed (3, H, W) -> raw low-resolution map (h, w) from the runtime."""
-        return self.run(x[None])["anomaly_map"][0, 0]
+    def channel(self, product: str | None) -> int:
+        """The anomaly_map channel of `product`: 0, except for a prompted model (OneNIP-lite),
+        whose graph gives one channel per product and cannot score without knowing which."""
+        if not self.channels:
+            return 0
+        if product is None:
+            raise UsageError(f"this {self.config['model']['name']} model compares each image with a stored normal "
+                             f"image of its product, so it needs the product: one of {', '.join(self.channels)} "
+                             "(Predictor.predict(..., product=NAME), edgead predict --product NAME)")
+        if product not in self.channels:
+            raise UsageError(f"unknown product {product!r}; this model knows: {', '.join(self.channels)}")
+        return self.channels.index(product)
 
-    def analyse(self, image_rgb: np.ndarray) -> tuple[np.ndarray, float, Geometry]:
+    def raw_map(self, x: np.ndarray, product: str | None = None) -> np.ndarray:
+        """Preprocessed (3, H, W) -> raw low-resolution map (h, w) from the runtime."""
+        return self.run(x[None])["anomaly_map"][0, self.channel(product)]
+
+    def analyse(self, image_rgb: np.ndarray, product: str | None = None) -> tuple[np.ndarray, float, Geometry]:
         """RGB image -> (raw map of the valid region at network resolution, raw score, geometry)."""
         x, g = preprocess(image_rgb, self.spec)
-        region, score = postprocess.process(self.raw_map(x), g, self.spec.height, self.spec.width, self.post)
+        region, score = postprocess.process(self.raw_map(x, product), g, self.spec.height, self.spec.width, self.post)
         return region, score, g
 
     def predict(self, image: ImageLike | Sequence[ImageLike], color_order: str = "RGB",
@@ -95,14 +110,15 @@ class Predictor(BasePredictor):
 
         `color_order` says how 3/4-channel arrays are ordered (OpenCV frames are "BGR").
         `product` (unified models) picks that product's thresholds; None: the product-agnostic ones."""
-        self.thresholds(product)  # an unknown product fails before any work
+        self.thresholds(product)  # an unknown or missing product fails before any work
+        self.channel(product)
         if isinstance(image, (list, tuple)) or (isinstance(image, np.ndarray) and image.ndim == 4):
             return [self.predict(im, color_order, product) for im in image]
         if isinstance(image, (str, Path)):
             rgb, path = read_image(image), str(image)
         else:
             rgb, path = as_rgb(image, color_order), None
-        return self.result(*self.analyse(rgb), path=path, product=product)
+        return self.result(*self.analyse(rgb, product), path=path, product=product)
 
     def result(self, region: np.ndarray, raw: float, g: Geometry, path: str | None = None,
                product: str | None = None) -> Result:

@@ -89,7 +89,9 @@ class ImageTask(Task):
 
         images = timing_images(spec)
         xs = [preprocess(im, predictor.spec)[0] for im in images]
-        return (lambda i: predictor.raw_map(xs[i % len(xs)]), lambda i: predictor.predict(images[i % len(images)]))
+        product = predictor.channels[0] if predictor.channels else None  # a prompted graph scores every product anyway
+        return (lambda i: predictor.raw_map(xs[i % len(xs)], product),
+                lambda i: predictor.predict(images[i % len(images)], product=product))
 
 
 def timing_images(spec: Mapping) -> list[np.ndarray]:

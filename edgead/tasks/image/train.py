@@ -18,7 +18,7 @@ from edgead.models import DEFAULT_MODEL
 from edgead.tasks.image import split
 from edgead.tasks.image.data import ImageDataset, Sample, open_data, open_dataset
 from edgead.tasks.image.postprocess import PostSpec
-from edgead.tasks.image.predictor import Predictor
+from edgead.tasks.image.predictor import PRODUCT_CHANNELS, Predictor
 from edgead.tasks.image.preprocess import InputSpec, preprocess, read_image
 from edgead.tasks.image.split import split_products
 
@@ -30,7 +30,7 @@ def load_inputs(samples: list[Sample], spec: InputSpec, desc: str = "reading ima
 def score_samples(predictor: Predictor, samples: list[Sample]) -> tuple[np.ndarray, list[np.ndarray]]:
     scores, maps = [], []
     for s in progress_bar(samples, desc="scoring"):
-        region, score, _ = predictor.analyse(read_image(s.path))
+        region, score, _ = predictor.analyse(read_image(s.path), s.product or None)
         scores.append(score)
         maps.append(region)
     return np.array(scores), maps
@@ -98,6 +98,8 @@ def train(data: str | Path | list[str | Path], out: str | Path, model: str = DEF
         log = mod.fit(net, x, seed=seed)
     net.eval()
     del x
+    if "prompt_images" in log:  # indices into the fit set -> the images a user can look at
+        log["prompt_images"] = [fit_set[i].path.relative_to(ds.root).as_posix() for i in log["prompt_images"]]
 
     config = {
         "edgead_version": __version__,
@@ -107,6 +109,8 @@ def train(data: str | Path | list[str | Path], out: str | Path, model: str = DEF
         "post": post.to_json(),
         "outputs": {"anomaly_map": "anomaly_map"},
     }
+    if getattr(mod, "PROMPTED", False) and ds.products:  # one map channel per product, in this order
+        config["outputs"][PRODUCT_CHANNELS] = list(ds.products)
     predictor = Predictor.from_backend(config, torch_backend(net))
     hold_scores, hold_maps = score_samples(predictor, hold_set)
     image_th = ThresholdSet.from_scores(hold_scores)

@@ -76,8 +76,9 @@ def score(predictor, vset: ValidationSet) -> Scores:
     scored, normalised, anomalous = [], [], []  # scored: evaluate's (sample, score, map, mask) records
     for s in vset.samples:
         img = read_image(s.path)
-        region, value, g = predictor.analyse(img)
-        th, _ = predictor.thresholds(s.product if s.product in predictor.products else None)
+        product = s.product if s.product in predictor.products else None
+        region, value, g = predictor.analyse(img, product)
+        th, _ = predictor.thresholds(product)
         normalised.append(float(th.normalize(value)) if th is not None else value)
         anomalous.append(th is not None and value >= th.threshold)
         labelled = vset.kind == LABELLED and (s.label == 0 or s.mask_path is not None)

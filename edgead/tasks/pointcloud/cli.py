@@ -1,0 +1,118 @@
+"""The point-cloud side of the `edgead` command line: train / eval / predict, and `synth3d`.
+Torch-free except training."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgead.core.errors import DataError, UsageError
+from edgead.core.output_names import unique_names
+from edgead.tasks.pointcloud.io import SUFFIXES
+
+EXIT_OK, EXIT_FAILED_ITEMS = 0, 1
+
+
+def add_arguments(command: str, g: argparse._ArgumentGroup) -> None:
+    if command == "train":
+        g.add_argument("--scales", default=None, help="neighbours per FPFH scale, comma-separated (default 16,32)")
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from edgead.tasks.pointcloud.train import train_pointcloud
+
+    if len(a.data) > 1:
+        raise UsageError(f"--data is given {len(a.data)} times; point-cloud models train on one data set")
+    if a.epochs is not None:
+        raise UsageError(f"{a.model} has no training loop, so --epochs does not apply; leave it out")
+    scales = None
+    if a.scales:
+        try:
+            scales = tuple(int(k) for k in a.scales.split(","))
+        except ValueError as e:
+            raise UsageError(f"--scales {a.scales!r}: expected numbers of neighbours such as 16,32") from e
+        if min(scales) < 4:
+            raise UsageError(f"--scales {a.scales!r}: each scale needs at least 4 neighbours")
+    cfg = train_pointcloud(a.data[0], a.out, model=a.model, seed=a.seed, holdout=a.holdout, scales=scales, threads=a.threads)
+    th = cfg["thresholds"]["cloud"]
+    print(f"trained {a.model} in {cfg['train']['seconds']} s on {cfg['train']['n_fit']} scans "
+          f"({cfg['train']['n_holdout']} held out for thresholds; bank of {cfg['complexity']['bank_entries']} "
+          f"descriptors); cloud threshold {th['values'][th['active']]:.4g} ({th['active']}); run written to {a.out}")
+    return EXIT_OK
+
+
+def expand(paths: list[str]) -> list[tuple[Path, Path]]:
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += [(f, f.relative_to(p)) for f in sorted(p.rglob("*")) if f.is_file() and f.suffix.lower() in SUFFIXES]
+        else:
+            out.append((p, Path(p.name)))
+    return unique_names(out)
+
+
+def cmd_predict(a: argparse.Namespace, pred) -> int:
+    """Score scans with `pred`: one line (or JSON line) per scan; --save-maps writes each scan's
+    point scores (CSV) and a picture of its anomalous points (PNG)."""
+    from edgead.tasks.pointcloud.io import read_cloud
+    from edgead.tasks.pointcloud.render import save_render
+
+    named = expand(a.paths)
+    if not named:
+        raise DataError(f"no point clouds ({', '.join(SUFFIXES)}) found in {' '.join(a.paths)}")
+    failed = 0
+    for f, rel in named:
+        try:
+            cloud = read_cloud(f)
+            res = pred.predict(cloud)
+        except (DataError, ValueError, OSError) as e:
+            failed += 1
+            print(json.dumps({"path": str(f), "error": str(e)}) if a.json else f"ERROR {f}: {e}", flush=True)
+            continue
+        if a.save_maps:
+            out = Path(a.save_maps) / rel.with_suffix("")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            np.savetxt(out.with_name(out.name + "_points.csv"), res.point_score, fmt="%.6g", header="point_score", comments="")
+            save_render(out.with_name(out.name + ".png"), cloud, res.anomalous_points,
+                        title=f"score {res.score:.3f}, {int(res.anomalous_points.sum())} anomalous points")
+        if a.json:
+            print(json.dumps({"path": str(f), **res.to_json(), "target": pred.target, "runtime": pred.runtime,
+                              "precision": pred.precision}), flush=True)
+        else:
+            state = "ANOMALY" if res.is_anomalous else "ok     "
+            print(f"{state} score={res.score:.3f} raw={res.raw_score:.4g} "
+                  f"{int(res.anomalous_points.sum())}/{len(res.point_score)} points flagged  {f}", flush=True)
+    return EXIT_FAILED_ITEMS if failed else EXIT_OK
+
+
+def add_commands(sub) -> None:
+    s = sub.add_parser("synth3d", help="an MVTec-layout point-cloud data set with synthetic defects (3D-PNAS) "
+                       "from normal scans of one part")
+    s.add_argument("scans", nargs="+", help="normal scans of one part (.pcd, .ply, .xyz, .csv, .npy, .tiff)")
+    s.add_argument("--out", required=True, help="data set folder to write")
+    s.add_argument("--train", type=int, default=12, help="normal training re-scans (default 12)")
+    s.add_argument("--good", type=int, default=6, help="normal test re-scans (default 6)")
+    s.add_argument("--defects", type=int, default=6, help="test scans per defect kind (default 6)")
+    s.add_argument("--strengths", default="subtle,medium,strong", help="3D-PNAS strengths (default all three)")
+    s.add_argument("--no-second", action="store_true", help="leave out the second generator (spherical dents, holes)")
+    s.add_argument("--noise", type=float, default=0.1, help="sensor noise of the re-scans, in point spacings (default 0.1)")
+    s.add_argument("--grid-step", type=int, default=1, help="keep every k-th row and column of organised scans")
+    s.add_argument("--max-points", type=int, default=None, help="random subset of unorganised scans")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_synth3d)
+
+
+def cmd_synth3d(a: argparse.Namespace) -> int:
+    from edgead.tasks.pointcloud.synth import SynthOptions, make_dataset
+
+    if min(a.train, a.good, a.defects) < 1 or a.grid_step < 1:
+        raise UsageError("--train, --good, --defects and --grid-step must be at least 1")
+    opt = SynthOptions(n_train=a.train, n_good=a.good, n_defect=a.defects,
+                       strengths=tuple(s.strip() for s in a.strengths.split(",") if s.strip()), second=not a.no_second,
+                       noise=a.noise, grid_step=a.grid_step, max_points=a.max_points, seed=a.seed)
+    info = make_dataset(a.scans, a.out, opt)
+    print(f"wrote {a.out}: {opt.n_train} training scans, {opt.n_good} good and {opt.n_defect} per defect kind "
+          f"({', '.join(info['kinds'])}) for testing; renders in {Path(a.out) / 'renders'}. The anomalies are synthetic.")
+    return EXIT_OK

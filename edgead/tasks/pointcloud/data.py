@@ -1,0 +1,68 @@
+"""Point-cloud data sets in the MVTec layout: `train/good/` normal scans, `test/<good|defect>/`
+scans, and per-point ground truth `ground_truth/<defect>/<stem>.npy` (a bool array with one entry
+per point of the scan, in the scan's order; organised scans count their invalid pixels too)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgead.core.errors import DataError
+from edgead.tasks.pointcloud.io import SUFFIXES
+
+GOOD = "good"
+
+
+@dataclass(frozen=True)
+class CloudSample:
+    path: Path
+    label: int  # 0 normal, 1 anomalous
+    kind: str  # "good" or the defect folder's name
+    mask_path: Path | None = None
+
+
+@dataclass
+class CloudDataset:
+    root: Path
+    train: list[CloudSample]
+    test: list[CloudSample]
+
+
+def scans(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES) if folder.is_dir() else []
+
+
+def open_clouds(root: str | Path) -> CloudDataset:
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder")
+    train = [CloudSample(p, 0, GOOD) for p in scans(root / "train" / GOOD)]
+    if not train and not (root / "test").is_dir():
+        raise DataError(f"{root}: expected train/good/ with normal scans ({', '.join(SUFFIXES)}) and optionally "
+                        "test/<good|defect>/ with ground_truth/<defect>/<stem>.npy point masks (MVTec layout); "
+                        "`edgead synth3d` writes one from normal scans")
+    test = []
+    folders = sorted(p for p in (root / "test").iterdir() if p.is_dir()) if (root / "test").is_dir() else []
+    for folder in folders:
+        for p in scans(folder):
+            if folder.name == GOOD:
+                test.append(CloudSample(p, 0, GOOD))
+            else:
+                mask = root / "ground_truth" / folder.name / (p.stem + ".npy")
+                test.append(CloudSample(p, 1, folder.name, mask if mask.is_file() else None))
+    return CloudDataset(root, train, test)
+
+
+def read_point_mask(sample: CloudSample, n_points: int) -> np.ndarray:
+    """(n_points,) bool ground truth: all False for a normal scan."""
+    if sample.mask_path is None:
+        return np.zeros(n_points, bool)
+    try:
+        m = np.load(sample.mask_path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{sample.mask_path}: not a readable .npy point mask ({e})") from e
+    if m.shape != (n_points,):
+        raise DataError(f"{sample.mask_path}: {m.shape} mask entries for a scan of {n_points} points; it must have "
+                        "one entry per point, in the scan's order")
+    return m.astype(bool)

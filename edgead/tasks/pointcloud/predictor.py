@@ -1,0 +1,97 @@
+"""The torch-free PointCloudPredictor: a scan -> descriptors (numpy, scipy) -> runtime -> point
+scores -> thresholds. Imports numpy, scipy and one runtime; never torch (except to run a
+training run folder directly)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgead.core.errors import DataError, UsageError
+from edgead.core.predictor import BasePredictor
+from edgead.core.thresholds import ThresholdSet
+from edgead.tasks.pointcloud.io import Cloud, read_cloud
+from edgead.tasks.pointcloud.preprocess import CloudSpec, Described, chunks, described, point_scores
+
+CloudLike = str | os.PathLike | np.ndarray | Cloud
+
+
+@dataclass
+class CloudResult:
+    score: float  # normalised to [0, 1]; 0.5 = the cloud threshold
+    raw_score: float
+    is_anomalous: bool
+    point_score: np.ndarray = field(repr=False)  # (N,) float32 normalised (0.5 = point threshold); NaN where invalid
+    anomalous_points: np.ndarray = field(repr=False)  # (N,) bool: point_score >= 0.5
+    path: str | None = None
+
+    def to_json(self) -> dict:
+        d = {"score": round(self.score, 6), "raw_score": self.raw_score, "is_anomalous": self.is_anomalous,
+             "n_points": int(len(self.point_score)), "anomalous_points": int(self.anomalous_points.sum())}
+        return {"path": self.path, **d} if self.path is not None else d
+
+
+def as_cloud(x: CloudLike) -> Cloud:
+    """A path, a Cloud, or an (N, 3) / (H, W, 3) array of points."""
+    if isinstance(x, Cloud):
+        return x
+    if isinstance(x, (str, os.PathLike)):
+        return read_cloud(x)
+    a = np.asarray(x)
+    if a.ndim == 2 and a.shape[1] == 3:
+        cloud = Cloud(np.ascontiguousarray(a, np.float32))
+    elif a.ndim == 3 and a.shape[2] == 3:
+        cloud = Cloud(np.ascontiguousarray(a.reshape(-1, 3), np.float32), (a.shape[0], a.shape[1]))
+    else:
+        raise DataError(f"a point cloud array must be N x 3 or H x W x 3, got shape {a.shape}")
+    if len(cloud.points) == 0 or not cloud.valid.any():
+        raise DataError(f"the point cloud array has no valid points ({len(cloud.points)} points, all NaN or 0, 0, 0)")
+    return cloud
+
+
+class PointCloudPredictor(BasePredictor):
+    """Scores point clouds with a point-cloud bundle (or a training run, on torch) on one runtime."""
+
+    task = "pointcloud"
+    output_names = ("point_score",)
+    default_input_name = "descriptors"
+
+    def _setup(self, config) -> None:
+        self.spec = CloudSpec.from_json(config["input"])
+        th = config.get("thresholds") or {}
+        self.cloud_thresholds = ThresholdSet.from_json(th["cloud"]) if "cloud" in th else None
+        self.point_thresholds = ThresholdSet.from_json(th["point"]) if "point" in th else None
+
+    def set_threshold(self, raw: float) -> None:
+        """Use `raw` (a raw cloud score) as the cloud threshold (the "manual" kind)."""
+        if self.cloud_thresholds is None:
+            raise UsageError("this model has no thresholds to override; train it with `edgead train`")
+        self.cloud_thresholds.set_manual(raw)
+
+    def raw_point_scores(self, d: Described) -> np.ndarray:
+        """Descriptors of the valid points -> their raw scores from the runtime (chunk by chunk)."""
+        xs = chunks(d.descriptors, self.spec.chunk)
+        out = np.concatenate([self.run(x[None])["point_score"][0] for x in xs])
+        return out[: len(d.descriptors)]
+
+    def analyse(self, cloud: Cloud) -> tuple[np.ndarray, float, np.ndarray]:
+        """(raw smoothed scores of the valid points, raw cloud score, the valid mask)."""
+        d = described(cloud, self.spec)
+        points = point_scores(self.raw_point_scores(d), d, self.spec.smooth)
+        return points, float(points.max()), d.valid
+
+    def predict(self, cloud: CloudLike | list[CloudLike]) -> CloudResult | list[CloudResult]:
+        """Score a scan (path, Cloud, or point array) or a list of them."""
+        if isinstance(cloud, list):
+            return [self.predict(c) for c in cloud]
+        c = as_cloud(cloud)
+        return self.result(*self.analyse(c), path=c.source or None)
+
+    def result(self, points: np.ndarray, raw: float, valid: np.ndarray, path: str | None = None) -> CloudResult:
+        if self.cloud_thresholds is None or self.point_thresholds is None:
+            raise ValueError("this model has no thresholds; train it with `edgead train` to compute them")
+        full = np.full(len(valid), np.nan, np.float32)
+        full[valid] = self.point_thresholds.normalize(points)
+        return CloudResult(float(self.cloud_thresholds.normalize(raw)), raw, raw >= self.cloud_thresholds.threshold,
+                           full, np.nan_to_num(full, nan=0.0) >= 0.5, path)

@@ -1,0 +1,100 @@
+"""`edgead train --model fpfhcore`: a memory bank of normal descriptors from `train/good`
+scans, thresholds from held-out normal scans, saved as a run (task "pointcloud")."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgead import __version__
+from edgead.core.atomic import check_replaceable
+from edgead.core.errors import DataError, UsageError
+from edgead.core.progress import progress_bar
+from edgead.core.run import RUN_FILE
+from edgead.core.thresholds import ThresholdSet
+from edgead.tasks.pointcloud.data import CloudSample, open_clouds
+from edgead.tasks.pointcloud.io import read_cloud
+from edgead.tasks.pointcloud.predictor import PointCloudPredictor
+from edgead.tasks.pointcloud.preprocess import CloudSpec, described
+
+DEFAULT_MODEL = "fpfhcore"
+PER_CLOUD = 8192  # descriptors drawn from each training scan for the bank
+
+
+def split_scans(samples: list[CloudSample], fraction: float, seed: int) -> tuple[list[CloudSample], list[CloudSample]]:
+    """Seeded (fit, held out for thresholds): at least one of each."""
+    n_hold = min(max(1, round(len(samples) * fraction)), len(samples) - 1)
+    order = np.random.default_rng(seed).permutation(len(samples))
+    hold = set(order[:n_hold].tolist())
+    return [s for i, s in enumerate(samples) if i not in hold], [s for i, s in enumerate(samples) if i in hold]
+
+
+def train_pointcloud(data: str | Path, out: str | Path, model: str = DEFAULT_MODEL, seed: int = 0,
+                     holdout: float = 0.15, scales: tuple[int, ...] | None = None, smooth: int | None = None,
+                     threads: int | None = None, overrides: dict | None = None) -> dict:
+    """Fit `model` on `data/train/good` and write the run folder `out`."""
+    import torch
+
+    from edgead.models import get, save_run, torch_backend
+    from edgead.tasks import check_model
+
+    check_model(model, "pointcloud", DEFAULT_MODEL)
+    if not isinstance(data, (str, Path)):
+        raise UsageError(f"point-cloud models train on one data set; got {data!r}")
+    if not 0 < holdout < 1:
+        raise UsageError(f"--holdout must be a fraction between 0 and 1, got {holdout}")
+    check_replaceable(out, RUN_FILE)
+    mod = get(model)
+    cfg = mod.Config()
+    for key, value in (overrides or {}).items():
+        if key not in {f.name for f in dataclasses.fields(cfg)}:
+            raise UsageError(f"{model} has no setting {key!r}; it has: {', '.join(f.name for f in dataclasses.fields(cfg))}")
+        setattr(cfg, key, value)
+    if threads:
+        torch.set_num_threads(threads)
+    t0 = time.time()
+    ds = open_clouds(data)
+    if len(ds.train) < 2:
+        raise DataError(f"{ds.root / 'train' / 'good'}: {len(ds.train)} normal scans; at least 2 are needed "
+                        "(one to fit, one held out for the threshold)")
+    spec = CloudSpec(**{k: v for k, v in (("scales", scales), ("smooth", smooth)) if v is not None})
+    fit_set, hold_set = split_scans(ds.train, holdout, seed)
+    rng = np.random.default_rng(seed)
+    parts = []
+    for s in progress_bar(fit_set, desc="descriptors"):
+        d = described(read_cloud(s.path), spec).descriptors
+        parts.append(d[rng.permutation(len(d))[:PER_CLOUD]])
+    net = mod.Model(cfg)
+    log = mod.fit(net, np.concatenate(parts), seed=seed)
+    net.eval()
+
+    config = {
+        "edgead_version": __version__,
+        "task": "pointcloud",
+        "model": {"name": model, "config": dataclasses.asdict(cfg)},
+        "input": spec.to_json(),
+        "input_name": net.input_name,
+        "post": {"point_score": f"mean of the raw scores of a point's {spec.smooth} nearest points",
+                 "cloud_score": "the largest point score"},
+        "outputs": {"point_score": "point_score"},
+    }
+    predictor = PointCloudPredictor.from_backend(config, torch_backend(net))
+    clouds, points = [], []
+    for s in progress_bar(hold_set, desc="thresholds"):
+        p, raw, _ = predictor.analyse(read_cloud(s.path))
+        clouds.append(raw)
+        points.append(p)
+    cloud_th, point_th = ThresholdSet.from_scores(np.array(clouds)), ThresholdSet.from_maps([p[None] for p in points])
+    config["thresholds"] = {"cloud": cloud_th.to_json(), "point": point_th.to_json()}
+    rel = lambda items: [s.path.relative_to(ds.root).as_posix() for s in items]  # noqa: E731
+    config["train"] = {
+        "data": {"source": str(ds.root.resolve()), "layout": "mvtec", "n_train": len(ds.train), "n_test": len(ds.test)},
+        "split": {"fit": rel(fit_set), "holdout": rel(hold_set)},
+        "n_fit": len(fit_set), "n_holdout": len(hold_set), "seed": seed,
+        "seconds": round(time.time() - t0, 1), "log": log,
+    }
+    config["complexity"] = mod.complexity(net, spec.chunk)
+    save_run(out, net, config)
+    return config

@@ -1,0 +1,248 @@
+"""Point clouds: the readers (against hand-made files), 3D-PNAS and the second generator, FPFH,
+and synth3d -> train -> export -> the torch-free predictor on every runtime."""
+import json
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import runtimes
+from edgead import targets
+from edgead.cli import main
+from edgead.core.errors import DataError
+from edgead.export import export
+from edgead.tasks.pointcloud import lzf, synthesis
+from edgead.tasks.pointcloud.data import open_clouds, read_point_mask
+from edgead.tasks.pointcloud.features import describe, spfh, neighbours, normals
+from edgead.tasks.pointcloud.io import Cloud, read_cloud, write_pcd
+from edgead.tasks.pointcloud.predictor import PointCloudPredictor
+
+from conftest import shared_data
+from test_torch_free import run_blocked
+
+RUNTIMES = [t.runtime for t in targets.TARGETS.values() if runtimes.available(t.runtime)]
+TARGET = {r: targets.for_runtime(r).name for r in RUNTIMES}
+
+
+def surface(n: int = 3000, seed: int = 0) -> np.ndarray:
+    """A gently curved, jittered sheet (a part's face), viewed from +z."""
+    rng = np.random.default_rng(seed)
+    uv = rng.uniform(-1, 1, (n, 2))
+    z = 0.15 * np.sin(2 * uv[:, 0]) * np.cos(1.5 * uv[:, 1]) + rng.normal(0, 0.002, n)
+    return np.c_[uv, z].astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- readers
+
+
+def test_lzf_decodes_literals_and_overlapping_back_references():
+    # 3 literal bytes "abc", then a back reference of length 5 at distance 3 (overlapping itself)
+    block = bytes([2]) + b"abc" + bytes([(3 << 5) | 0, 2])
+    assert lzf._decompress(block, 8, "t") == b"abcabcab"
+    with pytest.raises(DataError, match="damaged"):
+        lzf._decompress(block, 9, "t.pcd")
+    with pytest.raises(DataError, match="damaged"):
+        lzf._decompress(bytes([(1 << 5), 9]) + b"x", 4, "t.pcd")  # a reference before the start
+
+
+def test_ascii_pcd_keeps_the_grid_and_marks_invalid_points(tmp_path):
+    f = tmp_path / "a.pcd"
+    f.write_text("# comment\nVERSION 0.7\nFIELDS x y z intensity\nSIZE 4 4 4 4\nTYPE F F F F\nCOUNT 1 1 1 1\n"
+                 "WIDTH 2\nHEIGHT 2\nVIEWPOINT 1 2 3 1 0 0 0\nPOINTS 4\nDATA ascii\n"
+                 "1 2 3 9\nnan nan nan 9\n0 0 0 9\n4 5 6 9\n")
+    c = read_cloud(f)
+    assert c.grid == (2, 2) and c.viewpoint.tolist() == [1, 2, 3]
+    assert c.valid.tolist() == [True, False, False, True]
+    assert c.points[3].tolist() == [4, 5, 6]
+
+
+def test_binary_pcd_with_other_fields_and_binary_ply_with_faces(tmp_path):
+    pts = [(1.5, -2.0, 3.25), (0.5, 0.25, -1.0)]
+    body = b"".join(struct.pack("<fffI", *p, 0xFF00FF) for p in pts)
+    (tmp_path / "b.pcd").write_bytes(b"VERSION 0.7\nFIELDS x y z rgb\nSIZE 4 4 4 4\nTYPE F F F U\nCOUNT 1 1 1 1\n"
+                                     b"WIDTH 2\nHEIGHT 1\nPOINTS 2\nDATA binary\n" + body)
+    assert read_cloud(tmp_path / "b.pcd").points.tolist() == [list(p) for p in pts]
+    head = (b"ply\nformat binary_big_endian 1.0\nelement vertex 2\nproperty double x\nproperty double y\n"
+            b"property double z\nproperty uchar red\nelement face 1\nproperty list uchar int vertex_indices\nend_header\n")
+    body = b"".join(struct.pack(">dddB", *p, 7) for p in pts) + struct.pack(">Biii", 3, 0, 1, 1)
+    (tmp_path / "c.ply").write_bytes(head + body)
+    assert read_cloud(tmp_path / "c.ply").points.tolist() == [list(p) for p in pts]
+
+
+def test_binary_compressed_pcd_reads_the_shared_scan():
+    c = read_cloud(shared_data("pointclouds/pcl_scans/table_scene_mug_stereo_textured.pcd"))
+    assert c.grid == (480, 640) and len(c.points) == 307200
+    assert int(c.valid.sum()) == 209280  # PCL's own count of finite points in this scan
+    z = c.points[c.valid, 2]
+    assert 0.5 < np.median(z) < 2.0  # a table top about a metre from the camera, not scrambled bytes
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"", "header never ends"),
+    (b"VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 3\nHEIGHT 1\nPOINTS 3\nDATA binary\n" + bytes(8),
+     "truncated"),
+    (b"VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 3\nHEIGHT 2\nPOINTS 3\nDATA ascii\n", "POINTS 3"),
+    (b"VERSION 0.7\nFIELDS a b\nSIZE 4 4\nTYPE F F\nCOUNT 1 1\nWIDTH 1\nHEIGHT 1\nPOINTS 1\nDATA ascii\n1 2\n", "lack x, y and z"),
+    (b"VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 2\nHEIGHT 1\nPOINTS 2\nDATA ascii\nnan nan nan\n0 0 0\n",
+     "none of its 2 points is valid"),
+])
+def test_bad_scans_are_clear_errors(tmp_path, content, match):
+    f = tmp_path / "bad.pcd"
+    f.write_bytes(content)
+    with pytest.raises(DataError, match=match):
+        read_cloud(f)
+
+
+def test_bad_arrays_and_formats_are_clear_errors(tmp_path):
+    np.save(tmp_path / "flat.npy", np.zeros(5))
+    with pytest.raises(DataError, match=r"shape \(5,\); expected N x 3"):
+        read_cloud(tmp_path / "flat.npy")
+    (tmp_path / "x.obj").write_text("v 1 2 3\n")
+    with pytest.raises(DataError, match="unknown point-cloud format '.obj'"):
+        read_cloud(tmp_path / "x.obj")
+    from edgead.tasks.pointcloud.predictor import as_cloud
+
+    with pytest.raises(DataError, match="no valid points"):
+        as_cloud(np.full((10, 3), np.nan))
+    with pytest.raises(DataError, match="N x 3 or H x W x 3"):
+        as_cloud(np.zeros((4, 2)))
+
+
+# ----------------------------------------------------------------------------- synthesis and features
+
+
+def test_pnas_is_deterministic_and_marks_exactly_the_moved_points():
+    cloud = Cloud(surface(4000), viewpoint=np.array([0, 0, 5], np.float32))
+    a, b = synthesis.pnas(cloud, synthesis.PnasSpec(sign=1), seed=7), synthesis.pnas(cloud, synthesis.PnasSpec(sign=1), seed=7)
+    assert np.array_equal(a.cloud.points, b.cloud.points) and np.array_equal(a.mask, b.mask)
+    moved = np.abs(a.cloud.points - cloud.points).max(1) > 0
+    assert not moved[~a.mask].any() and moved[a.mask].mean() > 0.9  # the edge of the taper may stay put
+    assert 0.01 <= a.mask.mean() <= 0.05
+    assert (a.cloud.points[a.mask, 2] >= cloud.points[a.mask, 2] - 1e-6).all()  # a bulge towards the sensor
+    other = synthesis.pnas(cloud, synthesis.PnasSpec(sign=1), seed=8)
+    assert not np.array_equal(other.mask, a.mask)
+
+
+def test_second_generator_dents_inwards_and_holes_remove_points():
+    cloud = Cloud(surface(4000), viewpoint=np.array([0, 0, 5], np.float32))
+    dent = synthesis.sphere_dent(cloud, 4.0, seed=1)
+    assert (dent.cloud.points[dent.mask, 2] <= cloud.points[dent.mask, 2] + 1e-6).all()
+    hole = synthesis.hole(cloud, seed=1)
+    gone = ~hole.cloud.valid
+    assert gone.any() and not (gone & hole.mask).any() and hole.mask.sum() == gone.sum()
+
+
+def test_fpfh_does_not_change_when_the_part_is_turned():
+    pts = surface(2000).astype(np.float64)
+    view = np.array([0.0, 0.0, 5.0])
+    a, _ = describe(pts, view, (16,))
+    r = np.linalg.qr(np.random.default_rng(3).normal(size=(3, 3)))[0]
+    b, _ = describe(pts @ r.T, view @ r.T, (16,))
+    c, _ = describe(pts + np.random.default_rng(1).normal(0, 0.01, pts.shape), view, (16,))
+    # turned: only pairs on a bin edge move (float rounding); a little noise on the surface moves many
+    assert np.abs(a - b).mean() < 0.02 * np.abs(a - c).mean()
+    nb = neighbours(pts, 16)
+    h = spfh(pts, normals(pts, nb, view), nb)
+    assert np.allclose(h.reshape(-1, 3, 11).sum(2), 100)  # each angle's histogram counts every pair
+
+
+# ----------------------------------------------------------------------------- the whole path
+
+
+@pytest.fixture(scope="module")
+def cloud_set(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pc")
+    np.save(root / "part.npy", surface(3000))
+    out = root / "set"
+    assert main(["synth3d", str(root / "part.npy"), "--out", str(out), "--train", "4", "--good", "3",
+                 "--defects", "3", "--strengths", "strong"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def cloud_bundle(cloud_set, tmp_path_factory):
+    run = tmp_path_factory.mktemp("pcrun") / "run"
+    assert main(["train", "--model", "fpfhcore", "--data", str(cloud_set), "--out", str(run), "--scales", "16,32"]) == 0
+    bundle = tmp_path_factory.mktemp("pcbundle") / "b"
+    export(run, bundle, [TARGET[r] for r in RUNTIMES])
+    return run, bundle
+
+
+def test_synth3d_writes_a_labelled_set_with_pictures(cloud_set):
+    ds = open_clouds(cloud_set)
+    assert len(ds.train) == 4 and {s.kind for s in ds.test} == {"good", "pnas_strong", "sphere_dent", "hole"}
+    for s in ds.test:
+        mask = read_point_mask(s, len(read_cloud(s.path).points))
+        assert mask.any() == bool(s.label)
+    assert sorted(p.name for p in (cloud_set / "renders").iterdir()) == ["hole.png", "pnas_strong.png", "sphere_dent.png"]
+    assert json.loads((cloud_set / "SYNTHETIC.json").read_text())["kinds"] == ["pnas_strong", "sphere_dent", "hole"]
+
+
+def test_every_runtime_gives_torch_s_point_scores(cloud_bundle, cloud_set):
+    run, bundle = cloud_bundle
+    scans = [s.path for s in open_clouds(cloud_set).test][:4]
+    ref = PointCloudPredictor(run).predict([str(p) for p in scans])
+    for rt in RUNTIMES:
+        got = PointCloudPredictor(bundle, runtime=rt).predict([str(p) for p in scans])
+        for r, g in zip(ref, got):
+            assert g.raw_score == pytest.approx(r.raw_score, rel=1e-4)
+            assert np.allclose(g.point_score, r.point_score, atol=1e-3, equal_nan=True)
+            assert g.is_anomalous == r.is_anomalous
+
+
+def test_strong_defects_are_found_where_they_are(cloud_bundle, cloud_set):
+    from edgead.tasks.pointcloud.evaluate import evaluate_pointcloud
+
+    res = evaluate_pointcloud(cloud_bundle[1], cloud_set)
+    assert res["kinds"]["pnas_strong"]["point_auroc"] > 0.8
+    assert res["anomalies"].startswith("synthetic")
+    assert res["false_alarms"] + res["misses"] <= res["n_clouds"]
+
+
+def test_point_cloud_predictor_and_cli_run_without_torch(cloud_bundle, cloud_set, tmp_path):
+    bundle = cloud_bundle[1]
+    scan = sorted((cloud_set / "test" / "pnas_strong").iterdir())[0]
+    r = run_blocked(f"""
+        from edgead.pointcloud_predictor import PointCloudPredictor
+        res = PointCloudPredictor({str(bundle)!r}, runtime="onnxruntime").predict({str(scan)!r})
+        from edgead.cli import main
+        code = main(["predict", {str(bundle)!r}, {str(scan)!r}, "--json", "--save-maps", {str(tmp_path / "maps")!r}])
+        assert "torch" not in sys.modules
+        print(res.raw_score)
+        sys.exit(code)
+    """)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    line = json.loads(lines[0])
+    assert line["raw_score"] == pytest.approx(float(lines[1]), rel=1e-5) and line["n_points"] == len(read_cloud(scan).points)
+    assert (tmp_path / "maps" / (scan.stem + ".png")).is_file()
+    scores = np.loadtxt(tmp_path / "maps" / (scan.stem + "_points.csv"), skiprows=1)
+    assert len(scores) == line["n_points"]
+
+
+def test_predict_reports_a_corrupt_scan_and_goes_on(cloud_bundle, cloud_set, tmp_path, capsys):
+    bad = tmp_path / "bad.pcd"
+    bad.write_bytes(b"VERSION 0.7\nFIELDS x y z\n")
+    good = sorted((cloud_set / "test" / "good").iterdir())[0]
+    assert main(["predict", str(cloud_bundle[1]), str(bad), str(good)]) == 1
+    out = capsys.readouterr().out
+    assert "ERROR" in out and "header never ends" in out and str(good) in out
+
+
+def test_too_few_training_scans_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "d" / "train" / "good").mkdir(parents=True)
+    np.save(tmp_path / "d" / "train" / "good" / "a.npy", surface(500))
+    assert main(["train", "--model", "fpfhcore", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "r")]) == 2
+    assert "1 normal scans; at least 2 are needed" in capsys.readouterr().err
+
+
+def test_organised_scans_keep_their_grid_and_holes_through_write_and_read(tmp_path):
+    pts = surface(12).reshape(3, 4, 3).copy()
+    pts[1, 2] = np.nan
+    write_pcd(tmp_path / "o.pcd", Cloud(pts.reshape(-1, 3), (3, 4), np.array([0, 0, 1], np.float32)))
+    head = (tmp_path / "o.pcd").read_bytes().split(b"DATA binary\n")[0].decode()
+    assert "WIDTH 4" in head and "HEIGHT 3" in head
+    back = read_cloud(tmp_path / "o.pcd")
+    assert back.grid == (3, 4) and np.array_equal(back.points, pts.reshape(-1, 3), equal_nan=True)
