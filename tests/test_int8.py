@@ -243,3 +243,27 @@ def test_output_bias_correction_removes_the_mean_int8_offset(tmp_path):
     out = ort.InferenceSession(str(fixed), providers=["CPUExecutionProvider"]).run(["anomaly_map"], {"image": x})[0]
     np.testing.assert_allclose(out, 1.1 * x - offsets["anomaly_map"], rtol=1e-5)
     assert output_offsets(reference, outputs(fixed, calib))["anomaly_map"] == pytest.approx(0.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("n", [16, 40])
+def test_onnxruntime_calibration_sees_every_calibration_input(tmp_path, n):
+    """The largest activation is in the FIRST calibration input: the INT8 range must cover it
+    (ORT's CalibMaxIntermediateOutputs dropped all but the last n mod 16 inputs, and failed at n = 16)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    ort = pytest.importorskip("onnxruntime")
+    from quant.onnxruntime_int8 import quantize
+
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 4, 8, 8])
+    y = helper.make_tensor_value_info("anomaly_map", TensorProto.FLOAT, [1, 1, 8, 8])
+    w = numpy_helper.from_array(np.full((1, 4, 1, 1), 0.25, np.float32), "w")
+    g = helper.make_graph([helper.make_node("Conv", ["image", "w"], ["anomaly_map"])], "m", [x], [y], [w])
+    fp32 = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(fp32))
+    calib = np.random.default_rng(0).uniform(0, 1, (n, 4, 8, 8)).astype(np.float32)
+    calib[0] *= 50  # only the first input reaches 50
+    int8 = quantize(fp32, "image", calib, tmp_path / "q.onnx")
+    out = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"]).run(["anomaly_map"], {"image": calib[:1]})[0]
+    want = calib[0].mean(0)
+    assert np.abs(out[0, 0] - want).max() < 0.02 * want.max()
