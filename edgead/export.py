@@ -32,7 +32,7 @@ def base_manifest(cfg: RunRecord, task) -> Manifest:
         "input": cfg["input"],
         "input_name": cfg.get("input_name", task.input_name),
         "post": cfg["post"],
-        "outputs": {**task.manifest_outputs(), **{k: v for k, v in cfg.get("outputs", {}).items() if k.endswith("_products")}},
+        "outputs": {**cfg.get("outputs", {}), **task.manifest_outputs()},  # + what the run recorded (map channels)
         "thresholds": cfg["thresholds"],
         "edgead_version": __version__,
         "weights_sha256": cfg["weights_sha256"],

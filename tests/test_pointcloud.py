@@ -15,7 +15,7 @@ from edgead.core.errors import DataError
 from edgead.export import export
 from edgead.tasks.pointcloud import lzf, synthesis
 from edgead.tasks.pointcloud.data import open_clouds, read_point_mask
-from edgead.tasks.pointcloud.features import describe, spfh, neighbours, normals
+from edgead.tasks.pointcloud.features import describe
 from edgead.tasks.pointcloud.io import Cloud, read_cloud, write_pcd
 from edgead.tasks.pointcloud.predictor import PointCloudPredictor
 
@@ -143,9 +143,18 @@ def test_fpfh_does_not_change_when_the_part_is_turned():
     c, _ = describe(pts + np.random.default_rng(1).normal(0, 0.01, pts.shape), view, (16,))
     # turned: only pairs on a bin edge move (float rounding); a little noise on the surface moves many
     assert np.abs(a - b).mean() < 0.02 * np.abs(a - c).mean()
-    nb = neighbours(pts, 16)
-    h = spfh(pts, normals(pts, nb, view), nb)
-    assert np.allclose(h.reshape(-1, 3, 11).sum(2), 100)  # each angle's histogram counts every pair
+
+
+def test_scans_without_a_viewpoint_get_one_side_for_every_defect():
+    """A .npy or .ply has no sensor position: normals must still face one side, or "bulges" go
+    either way and FPFH differs between scans of the same part."""
+    cloud = Cloud(surface(4000))  # no viewpoint
+    for seed in range(5):
+        d = synthesis.pnas(cloud, synthesis.PnasSpec(sign=1), seed=seed)
+        dz = d.cloud.points[d.mask, 2] - cloud.points[d.mask, 2]
+        assert (dz >= -1e-6).all() and dz.max() > 0, seed
+    turned = Cloud(surface(4000) * np.array([1, 1, -1], np.float32))  # the same sheet, upside down
+    assert turned.sensor()[2] > 0 and cloud.sensor()[2] > 0  # one rule for the side, whatever the data
 
 
 # ----------------------------------------------------------------------------- the whole path
@@ -196,9 +205,9 @@ def test_strong_defects_are_found_where_they_are(cloud_bundle, cloud_set):
     from edgead.tasks.pointcloud.evaluate import evaluate_pointcloud
 
     res = evaluate_pointcloud(cloud_bundle[1], cloud_set)
-    assert res["kinds"]["pnas_strong"]["point_auroc"] > 0.8
+    assert res["kinds"]["pnas_strong"]["point_auroc"] > 0.8 and res["kinds"]["pnas_strong"]["cloud_auroc"] >= 0.8
     assert res["anomalies"].startswith("synthetic")
-    assert res["false_alarms"] + res["misses"] <= res["n_clouds"]
+    assert res["false_alarms"] <= 1  # of the 3 good scans, at the shipped threshold
 
 
 def test_point_cloud_predictor_and_cli_run_without_torch(cloud_bundle, cloud_set, tmp_path):
@@ -246,3 +255,36 @@ def test_organised_scans_keep_their_grid_and_holes_through_write_and_read(tmp_pa
     assert "WIDTH 4" in head and "HEIGHT 3" in head
     back = read_cloud(tmp_path / "o.pcd")
     assert back.grid == (3, 4) and np.array_equal(back.points, pts.reshape(-1, 3), equal_nan=True)
+
+
+def test_dense_scans_are_described_at_max_points_and_every_point_is_scored(cloud_set, tmp_path):
+    from edgead.tasks.pointcloud.evaluate import evaluate_pointcloud
+    from edgead.tasks.pointcloud.train import train_pointcloud
+
+    run = tmp_path / "run"
+    train_pointcloud(cloud_set, run, scales=(16, 32), max_points=1000)
+    pred = PointCloudPredictor(run)
+    scan = sorted((cloud_set / "test" / "pnas_strong").iterdir())[0]
+    res = pred.predict(str(scan))
+    cloud = read_cloud(scan)
+    assert len(res.point_score) == len(cloud.points) and np.isfinite(res.point_score[cloud.valid]).all()
+    assert len(np.unique(res.point_score[cloud.valid])) <= 1000 < int(cloud.valid.sum())
+    assert evaluate_pointcloud(run, cloud_set)["kinds"]["pnas_strong"]["point_auroc"] > 0.8
+
+
+def test_int8_export_is_gated_and_runs(cloud_bundle, tmp_path):
+    run, _ = cloud_bundle
+    bundle = tmp_path / "b"
+    export(run, bundle, ["onnx"], int8=True)
+    art = json.loads((bundle / "edgead.json").read_text())["artefacts"]["onnx_int8"]
+    assert art["gate"]["drop"] is not None and art["gate"]["drop"] <= 0.01
+    fp32 = PointCloudPredictor(bundle, precision="fp32").predict(Cloud(surface(3000, seed=5)))
+    int8 = PointCloudPredictor(bundle, precision="int8").predict(Cloud(surface(3000, seed=5)))
+    assert int8.raw_score == pytest.approx(fp32.raw_score, rel=0.1)
+
+
+def test_benchmark_times_a_scan_of_a_data_set(cloud_set):
+    from edgead.tasks.pointcloud.task import PointCloudTask
+
+    spec, said = PointCloudTask().timing_inputs({}, cloud_set)
+    assert read_cloud(spec["scan"]).points.shape[1] == 3 and "test/" in said

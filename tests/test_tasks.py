@@ -164,7 +164,7 @@ def test_no_task_string_checks_outside_the_registry():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Compare):
                 text = ast.unparse(node)
-                if "task" in text and any(f"'{n}'" in text for n in ("image", "signal")):
+                if "task" in text and any(f"'{n}'" in text for n in ("image", "signal", "pointcloud")):
                     offenders.append(f"{path.relative_to(REPO)}:{node.lineno}: {text}")
     assert not offenders, "\n".join(offenders)
 
@@ -183,11 +183,13 @@ def test_runtimes_know_nothing_of_models_and_core_nothing_of_torch():
                     raise ImportError("torch is blocked in this test")
         sys.meta_path.insert(0, NoTorch())
         import pkgutil, importlib, edgead.core, edgead.tasks
-        mods = ["edgead.targets", "edgead.benchmark", "edgead.predictor", "edgead.signal_predictor"]
+        mods = ["edgead.targets", "edgead.benchmark", "edgead.predictor", "edgead.signal_predictor",
+                "edgead.pointcloud_predictor"]
         mods += ["edgead.core." + m.name for m in pkgutil.iter_modules(edgead.core.__path__)]
-        for task in ("image", "signal"):
+        for task in ("image", "signal", "pointcloud"):
             for m in ("task", "predictor", "preprocess", "data", "evaluate", "cli"):
                 mods.append(f"edgead.tasks.{task}.{m}")
+        mods += ["edgead.tasks.pointcloud." + m for m in ("io", "lzf", "features", "synthesis", "synth", "render", "int8")]
         for m in mods:
             importlib.import_module(m)
         import edgead.tasks

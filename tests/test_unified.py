@@ -201,14 +201,26 @@ def prompted_run(product_set, tmp_path_factory):
 
 
 def test_onenip_reads_the_test_image_around_a_token_and_the_prompt_everywhere():
+    """A decoder token ignores the test image inside its own 3 x 3 window (it cannot copy itself),
+    sees the test image outside it, and sees the prompt at its own place."""
     cfg = onenip.OneNIPConfig(grid_h=6, grid_w=7, neighbour=3, width=32, heads=4)
-    model = onenip.OneNIPLite(cfg, pretrained=False)
-    x = torch.randn(2, 42, 32)
-    layer = model.decoder[0]
-    read, look = layer.read.weights(x, x, model.bias), layer.look.weights(x, x, None)
+    model = onenip.OneNIPLite(cfg, pretrained=False).eval()
+    layer, gen = model.decoder[0], torch.Generator().manual_seed(0)
+    memory, prompt = torch.randn(1, 42, 32, generator=gen), torch.randn(1, 42, 32, generator=gen)
     near = [a * 7 + b for a in range(1, 4) for b in range(2, 5)]  # the 3 x 3 window of token 17 = (2, 3)
-    assert read[:, :, 17, near].max() < 1e-7
-    assert look[:, :, 17, 17].min() > 1e-4  # the prompt's own place stays readable
+
+    def token17(mem, look):
+        with torch.no_grad():
+            return layer(prompt, mem, look, model.pos, model.bias)[0, 17]
+
+    base = token17(memory, prompt)
+    inside, outside, prompted = memory.clone(), memory.clone(), prompt.clone()
+    inside[0, near] += 5 * torch.randn(9, 32, generator=gen)
+    outside[0, 40] += 5 * torch.randn(32, generator=gen)
+    prompted[0, 17] += 5 * torch.randn(32, generator=gen)
+    assert torch.allclose(token17(inside, prompt), base, atol=1e-5)
+    assert not torch.allclose(token17(outside, prompt), base, atol=1e-3)
+    assert not torch.allclose(token17(memory, prompted), base, atol=1e-3)
 
 
 def test_onenip_prompts_are_each_product_s_recorded_image(prompted_run, product_set):

@@ -194,7 +194,8 @@ def fit(model: OneNIPLite, images: np.ndarray, seed: int = 0, groups: np.ndarray
         noise = torch.randn_like(clean[normal]) * clean[normal].norm(dim=-1, keepdim=True) / c * cfg.jitter
         inputs = torch.cat([fake_tokens[faulty], clean[normal] + noise])
         truth = torch.cat([fake_masks[faulty], torch.zeros(len(normal), 1, h, w)])
-        prompt_ids = [int(rng.choice(members[int(products[g])])) for g in picked]
+        shown = [int(i) for i in sources[faulty]] + normal  # the normal image behind each sample
+        prompt_ids = [other_image(members[int(products[g])], i, rng) for g, i in zip(picked, shown)]
         recon = model.decode(model.encode(inputs), model.encode(clean[prompt_ids]))
         rec_loss = (recon - targets).square().mean()
         logits = model.refine((recon - observed).detach())  # jitter is a training device only
@@ -207,6 +208,13 @@ def fit(model: OneNIPLite, images: np.ndarray, seed: int = 0, groups: np.ndarray
     return {"final_loss": float(np.mean(rec_losses[-50:])), "refiner_loss": float(np.mean(ref_losses[-50:])),
             "steps": cfg.steps, "n_images": n, "products": len(products), "grid": [h, w],
             "synthetic_images": len(sources), "prompt_images": prompt_ids}
+
+
+def other_image(members: np.ndarray, shown: int, rng: np.random.Generator) -> int:
+    """A prompt for a sample made from image `shown`: another image of its product where there is
+    one (a prompt equal to the target would teach the decoder to copy the prompt)."""
+    others = members[members != shown]
+    return int(rng.choice(others if len(others) else members))
 
 
 @torch.no_grad()

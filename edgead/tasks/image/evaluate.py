@@ -36,6 +36,8 @@ def evaluate(source: str | Path, data: str | Path, runtime: str = "auto", precis
     if not test:
         raise DataError(f"{data}: no test images (expected test/<good|defect>/ or good/ + bad/)")
     products = list(dict.fromkeys(s.product for s in test))
+    if product is not None and products != [""]:
+        raise UsageError(f"{data} is a product set: each image's product is its folder's; leave out --product")
     if products != [""] and not predictor.products:
         raise UsageError(f"{data} holds several products ({', '.join(products)}) and this model was trained on one; "
                          "pass that product's folder")

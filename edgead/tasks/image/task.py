@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from edgead.core.errors import DataError
+from edgead.core.errors import DataError, UsageError
 from edgead.models import DEFAULT_MODEL
 from edgead.tasks.base import Task
 from edgead.tasks.image import cli
@@ -59,11 +59,18 @@ class ImageTask(Task):
     def int8_data(self, run: Mapping, calib=None, calib_size: int | None = None, val=None):
         from edgead.tasks.image.calibration import DEFAULT_SIZE, calibration_set
         from edgead.tasks.image.preprocess import InputSpec, preprocess, read_image
+        from edgead.tasks.image.predictor import PRODUCT_CHANNELS
         from edgead.tasks.image.validation import LABELLED, compare, score, validation_set
         from quant.int8 import AccuracyControl, Int8Data
 
         cset = calibration_set(run, calib, calib_size or DEFAULT_SIZE)
         vset = validation_set(run, val)
+        channels = (run.get("outputs") or {}).get(PRODUCT_CHANNELS) or []
+        strays = sorted({s.product or "(none)" for s in vset.samples} - set(channels)) if channels else []
+        if strays:
+            raise UsageError(f"--val {val}: a {run['model']['name']} model scores each image against its product's "
+                             f"stored prompt, so INT8 validation images must come from its products "
+                             f"({', '.join(channels)}), in product folders; these are not: {', '.join(strays)}")
         spec = InputSpec.from_json(run["input"])
         control = None
         if vset.kind == LABELLED:  # accuracy control needs anomalies to aim at

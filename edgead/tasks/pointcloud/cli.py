@@ -17,7 +17,7 @@ EXIT_OK, EXIT_FAILED_ITEMS = 0, 1
 
 def add_arguments(command: str, g: argparse._ArgumentGroup) -> None:
     if command == "train":
-        g.add_argument("--scales", default=None, help="neighbours per FPFH scale, comma-separated (default 16,32)")
+        g.add_argument("--scales", default=None, help="neighbours per FPFH scale, comma-separated (default 48,96)")
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -47,7 +47,8 @@ def expand(paths: list[str]) -> list[tuple[Path, Path]]:
     out = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += [(f, f.relative_to(p)) for f in sorted(p.rglob("*")) if f.is_file() and f.suffix.lower() in SUFFIXES]
+            out += [(f, f.relative_to(p)) for f in sorted(p.rglob("*"))
+                    if f.is_file() and f.suffix.lower() in SUFFIXES and "ground_truth" not in f.relative_to(p).parts]
         else:
             out.append((p, Path(p.name)))
     return unique_names(out)
@@ -67,16 +68,17 @@ def cmd_predict(a: argparse.Namespace, pred) -> int:
         try:
             cloud = read_cloud(f)
             res = pred.predict(cloud)
+            if a.save_maps:
+                out = Path(a.save_maps) / rel.with_suffix("")
+                out.parent.mkdir(parents=True, exist_ok=True)
+                np.savetxt(out.with_name(out.name + "_points.csv"), res.point_score, fmt="%.6g", header="point_score",
+                           comments="")
+                save_render(out.with_name(out.name + ".png"), cloud, res.anomalous_points,
+                            title=f"score {res.score:.3f}, {int(res.anomalous_points.sum())} anomalous points")
         except (DataError, ValueError, OSError) as e:
             failed += 1
             print(json.dumps({"path": str(f), "error": str(e)}) if a.json else f"ERROR {f}: {e}", flush=True)
             continue
-        if a.save_maps:
-            out = Path(a.save_maps) / rel.with_suffix("")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            np.savetxt(out.with_name(out.name + "_points.csv"), res.point_score, fmt="%.6g", header="point_score", comments="")
-            save_render(out.with_name(out.name + ".png"), cloud, res.anomalous_points,
-                        title=f"score {res.score:.3f}, {int(res.anomalous_points.sum())} anomalous points")
         if a.json:
             print(json.dumps({"path": str(f), **res.to_json(), "target": pred.target, "runtime": pred.runtime,
                               "precision": pred.precision}), flush=True)

@@ -12,6 +12,7 @@ from edgead.core.errors import DataError
 from edgead.tasks.pointcloud.io import SUFFIXES
 
 GOOD = "good"
+MARKER = "SYNTHETIC.json"  # written by `edgead synth3d`: the set's anomalies are synthetic
 
 
 @dataclass(frozen=True)

@@ -7,17 +7,15 @@ import json
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
-
+from edgead.core import metrics
 from edgead.core.errors import DataError
 from edgead.core.progress import progress_bar
-from edgead.tasks.pointcloud.data import GOOD, open_clouds, read_point_mask
+from edgead.tasks.pointcloud.data import GOOD, MARKER, open_clouds, read_point_mask
 from edgead.tasks.pointcloud.io import read_cloud
-from edgead.tasks.pointcloud.synth import MARKER
 
 
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < len(labels) else None
+    return float(metrics.auroc(labels, scores)) if 0 < labels.sum() < len(labels) else None
 
 
 def evaluate_pointcloud(source, data: str | Path, predictor=None, **_) -> dict:
@@ -58,6 +56,9 @@ def summarize(rows: list, predictor, root: Path) -> dict:
 
 
 def _point_auroc(rows: list) -> float | None:
+    """Pooled over the points of normal scans and of defective scans with a mask (a defective scan
+    without one counts for the cloud figures only)."""
+    rows = [r for r in rows if r[0].label == 0 or r[0].mask_path is not None]
     if not any(m.any() for *_, m in rows):
         return None
     return auroc(np.concatenate([m for *_, m in rows]).astype(int), np.concatenate([p for _, _, p, _ in rows]))

@@ -12,7 +12,7 @@ import numpy as np
 
 BINS = 11
 FPFH_DIM = 3 * BINS
-CHUNK = 16384  # points per block of the pair computation (keeps K=32 under ~100 MB)
+PAIRS = 16384 * 32  # point pairs per block of the pair computation (~100 MB)
 
 
 @dataclass
@@ -40,11 +40,12 @@ def normals(points: np.ndarray, nb: Neighbours, viewpoint: np.ndarray) -> np.nda
     sensor (FPFH's angles change sign with the normal, so the orientation must be the same on the
     workstation and the device)."""
     out = np.empty_like(points)
-    for s in range(0, len(points), CHUNK):
-        group = points[nb.index[s : s + CHUNK]]
+    step = max(1, PAIRS // nb.index.shape[1])
+    for s in range(0, len(points), step):
+        group = points[nb.index[s : s + step]]
         centred = group - group.mean(1, keepdims=True)
         _, vectors = np.linalg.eigh(np.einsum("nki,nkj->nij", centred, centred))
-        out[s : s + CHUNK] = vectors[:, :, 0]
+        out[s : s + step] = vectors[:, :, 0]
     flip = np.einsum("ni,ni->n", out, viewpoint[None] - points) < 0
     out[flip] *= -1
     return out
@@ -74,15 +75,16 @@ def spfh(points: np.ndarray, nrm: np.ndarray, nb: Neighbours) -> np.ndarray:
     """(N, 33) simplified point feature histograms, each block of 11 summing to 100."""
     n, k = nb.index.shape[0], nb.index.shape[1] - 1
     out = np.zeros((n, FPFH_DIM), np.float64)
-    for s in range(0, n, CHUNK):
-        j = nb.index[s : s + CHUNK, 1:]
-        theta, alpha, phi = _pair_angles(points[s : s + CHUNK, None], nrm[s : s + CHUNK, None], points[j], nrm[j])
+    step = max(1, PAIRS // k)
+    for s in range(0, n, step):
+        j = nb.index[s : s + step, 1:]
+        theta, alpha, phi = _pair_angles(points[s : s + step, None], nrm[s : s + step, None], points[j], nrm[j])
         bins = [np.clip(np.floor(BINS * (theta + np.pi) / (2 * np.pi)), 0, BINS - 1),
                 np.clip(np.floor(BINS * (alpha + 1) / 2), 0, BINS - 1) + BINS,
                 np.clip(np.floor(BINS * (phi + 1) / 2), 0, BINS - 1) + 2 * BINS]
         rows = np.repeat(np.arange(len(j)), k)
         flat = np.concatenate([rows * FPFH_DIM + b.ravel().astype(np.int64) for b in bins])
-        out[s : s + CHUNK] = np.bincount(flat, minlength=len(j) * FPFH_DIM).reshape(len(j), FPFH_DIM)
+        out[s : s + step] = np.bincount(flat, minlength=len(j) * FPFH_DIM).reshape(len(j), FPFH_DIM)
     return out * (100.0 / k)
 
 

@@ -1,18 +1,28 @@
-"""INT8 data of point-cloud runs: calibration chunks of descriptors from the run's training
-scans; validation on the data's test scans (cloud and point AUROC) or, without anomalies, the
-held-out normal scans (score shift only)."""
+"""INT8 data of point-cloud runs: calibration chunks of descriptors from the run's training scans
+(or `--calib`: a data set's train/good, or a folder of normal scans); validation on the test scans
+of the run's data (or of `--val`) when they hold defects (cloud and point AUROC), else on normal
+scans (score shift only)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
+from edgead.core.errors import DataError
 from edgead.core.records import train_of
-from edgead.tasks.pointcloud.data import CloudSample, open_clouds, read_point_mask
-from edgead.tasks.pointcloud.io import read_cloud
-from edgead.tasks.pointcloud.preprocess import CloudSpec, chunks, described
+from edgead.tasks.pointcloud.data import GOOD, CloudSample, open_clouds, read_point_mask, scans
+from edgead.tasks.pointcloud.io import SUFFIXES, read_cloud
+from edgead.tasks.pointcloud.preprocess import CloudSpec, chunks, described, point_scores
 
 DEFAULT_CALIB = 32  # chunks of descriptors
+
+
+def normal_scans(folder: Path) -> list[Path]:
+    """A data set's train/good scans, else every scan in `folder` outside ground_truth/."""
+    if (folder / "train" / GOOD).is_dir():
+        return scans(folder / "train" / GOOD)
+    return [p for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix.lower() in SUFFIXES
+            and "ground_truth" not in p.relative_to(folder).parts]
 
 
 def int8_data(config: dict, calib: str | Path | None = None, calib_size: int | None = None, val: str | Path | None = None):
@@ -23,23 +33,44 @@ def int8_data(config: dict, calib: str | Path | None = None, calib_size: int | N
     spec = CloudSpec.from_json(config["input"])
     train = train_of(config)
     root = Path(train["data"]["source"])
-    files = [p for p in (sorted(Path(calib).rglob("*.pcd")) if calib else [root / r for r in train["split"]["fit"]])]
-    xs = np.concatenate([chunks(described(read_cloud(f), spec).descriptors, spec.chunk) for f in files])
+    files = normal_scans(Path(calib)) if calib else [root / r for r in train["split"]["fit"]]
+    if not files:
+        raise DataError(f"--calib {calib}: no scans ({', '.join(SUFFIXES)}) in it")
     n = calib_size or DEFAULT_CALIB
+    xs = []
+    for f in files:  # only as many scans as the chunks need
+        xs.append(chunks(described(read_cloud(f), spec).descriptors, spec.chunk))
+        if sum(map(len, xs)) >= n:
+            break
+    xs = np.concatenate(xs)
     xs = xs[np.unique(np.linspace(0, len(xs) - 1, min(n, len(xs))).round().astype(int))]
-    ds = open_clouds(val or root)
-    samples = ds.test if any(s.label for s in ds.test) else [CloudSample(root / r, 0, "good") for r in train["split"]["holdout"]]
-    clouds = [read_cloud(s.path) for s in samples]
+
+    if val is not None:
+        ds = open_clouds(val) if (Path(val) / "test").is_dir() or (Path(val) / "train").is_dir() else None
+        samples = (ds.test or ds.train) if ds else [CloudSample(p, 0, GOOD) for p in normal_scans(Path(val))]
+        what = Path(val).name  # records name no user folders
+    else:
+        test = open_clouds(root).test
+        labelled = any(s.label for s in test)
+        samples = test if labelled else [CloudSample(root / r, 0, GOOD) for r in train["split"]["holdout"]]
+        what = "the run's test scans" if labelled else "the run's held-out normal scans"
+    if not samples:
+        raise DataError(f"{val or root}: no scans to validate INT8 on")
+    prepared = []
+    for s in samples:  # descriptors once; each candidate only runs the graph
+        d = described(read_cloud(s.path), spec)
+        prepared.append((s, d, read_point_mask(s, len(d.valid))[d.valid]))
 
     def score(pred) -> Scores:
         raws, points, masks = [], [], []
-        for s, c in zip(samples, clouds):
-            p, raw, valid = pred.analyse(c)
-            raws.append(raw)
-            points.append(p)
-            masks.append(read_point_mask(s, len(valid))[valid])
+        for s, d, mask in prepared:
+            p = point_scores(pred.raw_point_scores(d), d, spec.smooth)
+            raws.append(float(p.max()))
+            if s.label == 0 or s.mask_path is not None:
+                points.append(p)
+                masks.append(mask)
         raw = np.array(raws)
-        labels = np.array([s.label for s in samples])
+        labels = np.array([s.label for s, *_ in prepared])
         pixel = auroc(np.concatenate(masks).astype(int), np.concatenate(points)) if any(m.any() for m in masks) else None
         return Scores(raw, pred.cloud_thresholds.normalize(raw), raw >= pred.cloud_thresholds.threshold, labels,
                       {"cloud_auroc": auroc(labels, raw), "point_auroc": pixel})
@@ -50,6 +81,5 @@ def int8_data(config: dict, calib: str | Path | None = None, calib_size: int | N
                     for c in (0, 1) if (ref.labels == c).any())
         return {"drop": float(max(drops)) if drops else None, "score_shift": shift}
 
-    return Int8Data(xs, {"source": "training scans" if not calib else str(calib), "n_chunks": int(len(xs))},
-                    "test scans" if any(s.label for s in samples) else "held-out normal scans", score, compare,
-                    score_stats=True)
+    return Int8Data(xs, {"source": Path(calib).name if calib else "training scans", "n_chunks": int(len(xs))},
+                    what, score, compare, score_stats=True)

@@ -26,7 +26,7 @@ PLY_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": 
 class Cloud:
     points: np.ndarray  # (N, 3) float32; invalid points stay (NaN or 0, 0, 0)
     grid: tuple[int, int] | None = None  # (H, W) of an organised scan: points are its pixels, row by row
-    viewpoint: np.ndarray = field(default_factory=lambda: np.zeros(3, np.float32))  # the sensor's position
+    viewpoint: np.ndarray | None = None  # the sensor's position, when the file says (PCD's VIEWPOINT)
     source: str = ""
 
     @property
@@ -34,6 +34,19 @@ class Cloud:
         """(N,) bool: finite and not the (0, 0, 0) that some sensors write for "no return"."""
         p = self.points
         return np.isfinite(p).all(1) & (p != 0).any(1)
+
+    def sensor(self) -> np.ndarray:
+        """Where normals should face: the recorded viewpoint, else a virtual one far out along the
+        scan's least-variance axis (its sign fixed by a rule, so that every scan of a part gets the
+        same side): normals of one part then face the same way on the workstation and the device."""
+        if self.viewpoint is not None:
+            return np.asarray(self.viewpoint, np.float64)
+        p = self.points[self.valid].astype(np.float64)
+        centre = p.mean(0)
+        sample = p[:: max(1, len(p) // 20000)] - centre
+        axis = np.linalg.svd(sample, full_matrices=False)[2][-1]
+        axis = axis if axis[np.argmax(np.abs(axis))] > 0 else -axis
+        return centre + 10 * max(float(np.abs(sample).max()), 1e-9) * axis
 
 
 def read_cloud(path: str | os.PathLike) -> Cloud:
@@ -118,8 +131,8 @@ def _read_pcd(path: Path) -> Cloud:
         xyz = np.stack([np.frombuffer(data, dtype[a].base, points, int(offsets[fields.index(a)])) for a in "xyz"], 1)
     else:
         raise DataError(f"{path}: unknown PCD DATA {kind!r} (ascii, binary or binary_compressed)")
-    view = [float(v) for v in head.get("VIEWPOINT", ["0"] * 7)[:3]]
-    return Cloud(xyz.astype(np.float32), (height, width) if height > 1 else None, np.array(view, np.float32))
+    view = np.array([float(v) for v in head["VIEWPOINT"][:3]], np.float32) if "VIEWPOINT" in head else None
+    return Cloud(xyz.astype(np.float32), (height, width) if height > 1 else None, view)
 
 
 def _read_ply(path: Path) -> Cloud:
@@ -199,7 +212,7 @@ def write_pcd(path: str | os.PathLike, cloud: Cloud) -> None:
     """A binary PCD of x, y, z (organised scans keep WIDTH x HEIGHT), written atomically."""
     path = Path(path)
     h, w = cloud.grid or (1, len(cloud.points))
-    vp = " ".join(f"{v:g}" for v in cloud.viewpoint)
+    vp = " ".join(f"{v:.9g}" for v in cloud.sensor())  # a virtual viewpoint is written down, so it never moves
     head = (f"# .PCD v0.7 - written by edgead\nVERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\n"
             f"WIDTH {w}\nHEIGHT {h}\nVIEWPOINT {vp} 1 0 0 0\nPOINTS {len(cloud.points)}\nDATA binary\n")
     tmp = path.with_name(path.name + ".tmp")

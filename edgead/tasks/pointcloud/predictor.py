@@ -58,6 +58,10 @@ class PointCloudPredictor(BasePredictor):
     default_input_name = "descriptors"
 
     def _setup(self, config) -> None:
+        try:
+            import scipy  # noqa: F401 - neighbours and the FPFH sums
+        except ImportError as e:
+            raise UsageError("point-cloud models need scipy on the device: pip install 'edgead[pointcloud]'") from e
         self.spec = CloudSpec.from_json(config["input"])
         th = config.get("thresholds") or {}
         self.cloud_thresholds = ThresholdSet.from_json(th["cloud"]) if "cloud" in th else None

@@ -55,7 +55,7 @@ def described(cloud: Cloud, spec: CloudSpec) -> Described:
         subset = pts[np.sort(np.random.default_rng(0).permutation(len(pts))[: spec.max_points])]
         nearest = cKDTree(subset).query(pts)[1]
         pts = subset
-    desc, nb = describe(pts, cloud.viewpoint.astype(np.float64), spec.scales)
+    desc, nb = describe(pts, cloud.sensor(), spec.scales)
     return Described(valid, desc, nb, nearest)
 
 

@@ -18,10 +18,10 @@ from edgead.core.atomic import atomic_folder
 from edgead.core.errors import UsageError
 from edgead.core.progress import progress_bar
 from edgead.tasks.pointcloud import synthesis
+from edgead.tasks.pointcloud.data import MARKER
 from edgead.tasks.pointcloud.features import spacing
 from edgead.tasks.pointcloud.io import Cloud, read_cloud, write_pcd
 
-MARKER = "SYNTHETIC.json"
 SECOND = ("sphere_dent", "hole")  # the generator the detector never trains on
 
 
@@ -73,6 +73,8 @@ def make_dataset(scans: list[str | os.PathLike], out: str | os.PathLike, opt: Sy
         raise UsageError(f"unknown strength(s) {unknown}; choose from {', '.join(synthesis.STRENGTHS)}")
     rng = np.random.default_rng(opt.seed)
     bases = [thinned(read_cloud(p), opt, rng) for p in scans]
+    for b in bases:  # fixed once, so that noise and defects never move a virtual viewpoint
+        b.viewpoint = b.sensor().astype(np.float32)
     steps = [spacing(b.points[b.valid]) for b in bases]
     kinds = [f"pnas_{s}" for s in opt.strengths] + (list(SECOND) if opt.second else [])
     description = (f"3D-PNAS defects ({', '.join(opt.strengths)}) and, never trained on, {', '.join(SECOND)}, on re-scans "

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgead.core.errors import DataError
-from edgead.models.synthetic import perlin
+from edgead.core.perlin import perlin
 from edgead.tasks.pointcloud.features import neighbours, normals, spacing
 from edgead.tasks.pointcloud.io import Cloud
 
@@ -64,7 +64,7 @@ def _prepare(cloud: Cloud, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     if len(valid) < 4 * NORMAL_NEIGHBOURS:
         raise DataError(f"{cloud.source}: {len(valid)} valid points; a synthetic defect needs at least {4 * NORMAL_NEIGHBOURS}")
     pts = cloud.points[valid].astype(np.float64)
-    nrm = normals(pts, neighbours(pts, NORMAL_NEIGHBOURS), cloud.viewpoint.astype(np.float64))
+    nrm = normals(pts, neighbours(pts, NORMAL_NEIGHBOURS), cloud.sensor())
     return valid, pts, nrm, spacing(pts), int(rng.integers(0, len(valid)))
 
 

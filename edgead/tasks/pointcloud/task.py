@@ -66,6 +66,15 @@ class PointCloudTask(Task):
         return int8_data(dict(run), calib, calib_size, val)
 
     def timing_inputs(self, manifest: Mapping, data=None) -> tuple[dict, str]:
+        if data is not None and Path(data).is_dir():  # a data set (benchmark --data also evaluates on it)
+            from edgead.core.errors import DataError
+            from edgead.tasks.pointcloud.data import open_clouds
+
+            ds = open_clouds(data)
+            first = (ds.test or ds.train or [None])[0]
+            if first is None:
+                raise DataError(f"--data {data}: no scans found")
+            return {"scan": str(first.path)}, f"the scan {first.path.relative_to(Path(data)).as_posix()} of {data}"
         if data is not None:
             return {"scan": str(data)}, f"the scan {data}"
         return {"points": TIMING_POINTS}, f"a synthetic {TIMING_POINTS}-point surface (pass --data to time your own scan)"

@@ -24,8 +24,9 @@ PER_CLOUD = 8192  # descriptors drawn from each training scan for the bank
 
 
 def split_scans(samples: list[CloudSample], fraction: float, seed: int) -> tuple[list[CloudSample], list[CloudSample]]:
-    """Seeded (fit, held out for thresholds): at least one of each."""
-    n_hold = min(max(1, round(len(samples) * fraction)), len(samples) - 1)
+    """Seeded (fit, held out for thresholds): as the image task, at least 3 held out where a third
+    of the scans allows it, and always one of each."""
+    n_hold = max(1, min(max(3, round(len(samples) * fraction)), len(samples) // 3))
     order = np.random.default_rng(seed).permutation(len(samples))
     hold = set(order[:n_hold].tolist())
     return [s for i, s in enumerate(samples) if i not in hold], [s for i, s in enumerate(samples) if i in hold]
@@ -33,8 +34,9 @@ def split_scans(samples: list[CloudSample], fraction: float, seed: int) -> tuple
 
 def train_pointcloud(data: str | Path, out: str | Path, model: str = DEFAULT_MODEL, seed: int = 0,
                      holdout: float = 0.15, scales: tuple[int, ...] | None = None, smooth: int | None = None,
-                     threads: int | None = None, overrides: dict | None = None) -> dict:
-    """Fit `model` on `data/train/good` and write the run folder `out`."""
+                     max_points: int | None = None, threads: int | None = None, overrides: dict | None = None) -> dict:
+    """Fit `model` on `data/train/good` and write the run folder `out`. `scales`, `smooth` and
+    `max_points` override the CloudSpec defaults (preprocess.py)."""
     import torch
 
     from edgead.models import get, save_run, torch_backend
@@ -59,7 +61,7 @@ def train_pointcloud(data: str | Path, out: str | Path, model: str = DEFAULT_MOD
     if len(ds.train) < 2:
         raise DataError(f"{ds.root / 'train' / 'good'}: {len(ds.train)} normal scans; at least 2 are needed "
                         "(one to fit, one held out for the threshold)")
-    spec = CloudSpec(**{k: v for k, v in (("scales", scales), ("smooth", smooth)) if v is not None})
+    spec = CloudSpec(**{k: v for k, v in (("scales", scales), ("smooth", smooth), ("max_points", max_points)) if v is not None})
     fit_set, hold_set = split_scans(ds.train, holdout, seed)
     rng = np.random.default_rng(seed)
     parts = []
