@@ -24,6 +24,7 @@ RANKING_SUBSET = 50  # validation images used to rank layers in accuracy control
 MAX_REVERTED = 10  # layers accuracy control may revert to FP32 (each costs a validation pass)
 RANGES = {False: "nncf default", True: "MINMAX"}
 BIAS_CORRECTION = {True: "fast", False: "full"}
+ATTENTION_OPS = {"Softmax", "SoftMax", "ScaledDotProductAttention"}
 
 
 @dataclass
@@ -71,7 +72,8 @@ def model_type(model):
     attention's own MatMuls in the patterns NNCF knows for them), None for every other graph."""
     import nncf
 
-    attention = any(op.get_type_name() == "Softmax" for op in model.get_ordered_ops())
+    # OpenVINO fuses a matmul-softmax-matmul attention into ScaledDotProductAttention when it reads the ONNX
+    attention = any(op.get_type_name() in ATTENTION_OPS for op in model.get_ordered_ops())
     return nncf.ModelType.TRANSFORMER if attention else None
 
 

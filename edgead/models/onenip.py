@@ -45,7 +45,7 @@ class OneNIPConfig:
     neighbour: int = 5  # the decoder may not read the test image's k x k tokens around a token (odd)
     jitter: float = 20.0  # feature jitter on normal training samples (UniAD's scale)
     refiner: int = 64  # channels of the supervised refiner
-    refiner_weight: float = 1.0  # map = reconstruction error / its normal level + refiner_weight * P(defect)
+    refiner_weight: float = 100.0  # map = error / its normal level + refiner_weight * P(defect) (bench/onenip_fusion.py)
     synthetic: float = 0.5  # fraction of each training batch that carries a synthetic anomaly
     synthetic_per_product: int = 256  # synthetic anomalous images made of each product's normals
     steps: int = 3000
