@@ -32,7 +32,7 @@ def main() -> None:
     for name in a.scans:
         data = out / Path(name).stem
         if not (data / "SYNTHETIC.json").is_file():
-            make_dataset([SCANS / name], data, SynthOptions(n_train=12, n_good=10, n_defect=10, grid_step=4))
+            make_dataset([SCANS / name], data, SynthOptions(n_train=12, n_good=8, n_defect=8, grid_step=4))
         for scales in a.scales:
             run = out / f"run_{Path(name).stem}_{scales.replace(',', '_')}"
             shutil.rmtree(run, ignore_errors=True)

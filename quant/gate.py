@@ -59,7 +59,8 @@ def run_gate(candidates: Iterable[Candidate], measure: Callable[[Candidate], dic
             return cand, {"passed": True, "limits": dict(limits), "chosen": cand.name, "attempts": tried}
     record = {"passed": False, "limits": dict(limits), "chosen": None, "attempts": tried}
     if not tried:
-        raise GateFailed(f"{what}: no quantized candidate was produced", record)
+        raise GateFailed(f"{what}: no candidate quantized any weights (each kept every layer with weights in FP32, "
+                         "so it would be no smaller than FP32); ship FP32", record)
     best = min(tried, key=lambda t: t["excess"])
     over = ", ".join(f"{k} {best[k]:.4f} > {lim}" for k, lim in limits.items()
                      if best.get(k) is not None and best[k] > lim)

@@ -47,6 +47,13 @@ def head_levels(dist: Mapping[str, int], shares: Iterable[float] = HEAD_SHARES) 
     return sorted({max(1, math.ceil(s * depth)) for s in shares})
 
 
+def repair_levels(dist_out: Mapping[str, int], dist_in: Mapping[str, int]) -> list[int]:
+    """head_levels whose FP32 ends leave at least one node to quantize: a repair that keeps every
+    node in FP32 is an FP32 model called INT8 (a small graph, e.g. a bank search, gets there)."""
+    nodes = set(dist_out) | set(dist_in)
+    return [lv for lv in head_levels(dist_out) if len(ends(dist_out, dist_in, lv)) < len(nodes)]
+
+
 def head(dist: Mapping[str, int], level: int) -> list[str]:
     """Nodes at most `level` edges from an output, sorted."""
     return sorted(n for n, d in dist.items() if d <= level)

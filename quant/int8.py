@@ -105,8 +105,10 @@ class Int8Session:
             extra["validation"] = module.Validation(data.accuracy_control.items, data.accuracy_control.to_input,
                                                     scaled_excess)
         cands = module.candidates(fp32_file, data.calib, workdir, max_drop=max_drop, history=history, **extra)
+        fp32_bytes = sum(f.stat().st_size for f in fp32_file.parent.glob(fp32_file.stem + ".*"))
         try:
-            chosen, record = run_gate(cands, measure, limits, what=f"{key} ({t.runtime})", history=history)
+            chosen, record = run_gate(smaller_than(cands, fp32_bytes), measure, limits, what=f"{key} ({t.runtime})",
+                                      history=history)
         finally:
             close = getattr(cands, "close", None)
             if close is not None:
@@ -124,6 +126,18 @@ class Int8Session:
         if extra_files:
             meta["extra_files"] = extra_files
         return dict(chosen.files), meta
+
+
+NOT_SMALLER = 0.9  # an "INT8" artefact at least this share of the FP32 size quantized none of the weights
+
+
+def smaller_than(cands, fp32_bytes: int):
+    """The candidates whose files are smaller than FP32: a repair that kept every layer with
+    weights in FP32 (a small graph such as a bank search gets there) is FP32 called INT8."""
+    for cand in cands:
+        size = sum(Path(f).stat().st_size for f in cand.files.values())
+        if size < NOT_SMALLER * fp32_bytes:
+            yield cand
 
 
 def _stats(s: Scores) -> dict:

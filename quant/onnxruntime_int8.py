@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .gate import Candidate
-from .graph import ends, head_levels, input_distances, output_distances
+from .graph import ends, input_distances, output_distances, repair_levels
 
 RUNTIME = "onnxruntime"
 
@@ -160,7 +160,7 @@ def candidates(fp32: Path, calib: np.ndarray, workdir: Path, max_drop: float | N
                         "model_int8.onnx", {**base, "fp32_nodes": attention})
     made: list[tuple[Path, list[str]]] = []
     dist_out, dist_in = distances(graph, name)
-    for level in head_levels(dist_out):
+    for level in repair_levels(dist_out, dist_in):
         keep = sorted(set(ends(dist_out, dist_in, level)) | set(attention))
         out = quantize(pre, name, calib, workdir / f"model_int8_ends{level}.onnx", keep, cache)
         yield Candidate(f"FP32 for the nodes within {level} steps of the input or the output{also} ({len(keep)} in all)",

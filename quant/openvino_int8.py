@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .gate import Candidate
-from .graph import ends, head_levels, input_distances, output_distances
+from .graph import ends, input_distances, output_distances, repair_levels
 
 RUNTIME = "openvino"
 RANKING_SUBSET = 50  # validation images used to rank layers in accuracy control
@@ -125,7 +125,7 @@ def candidates(fp32: Path, calib: np.ndarray, workdir: Path, validation: Validat
                             "model_int8.xml", settings(minmax, fast, []))
     minmax = _better_ranges(history or [])
     dist_out, dist_in = distances(core.read_model(str(fp32)))
-    for level in head_levels(dist_out):
+    for level in repair_levels(dist_out, dist_in):
         keep = ends(dist_out, dist_in, level)
         yield Candidate(f"FP32 for the {len(keep)} layers within {level} steps of the input or the output",
                         quantize(minmax, False, keep, f"model_int8_ends{level}"), "model_int8.xml",

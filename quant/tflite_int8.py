@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .gate import Candidate
-from .graph import ends, head_levels, input_distances, output_distances
+from .graph import ends, input_distances, output_distances, repair_levels
 
 RUNTIME = "tflite"
 
@@ -119,7 +119,7 @@ def candidates(fp32: Path, calib: np.ndarray, workdir: Path, **_) -> Iterator[Ca
         yield Candidate(f"INT8 for the layers with weights, float for the {len(unweighted)} other ops (attention graph)",
                         {"model_int8.tflite": out}, "model_int8.tflite", {**base, "float_ops": unweighted})
     dist_out, dist_in = distances(fp32)
-    for level in head_levels(dist_out):
+    for level in repair_levels(dist_out, dist_in):
         keep = ends(dist_out, dist_in, level)
         out = quantize(fp32, ranges, workdir / f"model_int8_ends{level}.tflite", keep)
         yield Candidate(f"float for the {len(keep)} ops within {level} steps of the input or the output",

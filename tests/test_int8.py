@@ -267,3 +267,17 @@ def test_onnxruntime_calibration_sees_every_calibration_input(tmp_path, n):
     out = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"]).run(["anomaly_map"], {"image": calib[:1]})[0]
     want = calib[0].mean(0)
     assert np.abs(out[0, 0] - want).max() < 0.02 * want.max()
+
+
+def test_candidates_no_smaller_than_fp32_are_never_tried(tmp_path):
+    from quant.int8 import smaller_than
+
+    def cand(name, size):
+        f = tmp_path / f"{name}.onnx"
+        f.write_bytes(bytes(size))
+        return Candidate(name, {"model_int8.onnx": f}, "model_int8.onnx", {})
+
+    kept = [c.name for c in smaller_than(iter([cand("all int8", 30), cand("every node fp32", 100), cand("ends", 60)]), 100)]
+    assert kept == ["all int8", "ends"]
+    with pytest.raises(GateFailed, match="no candidate quantized any weights"):
+        run_gate(smaller_than(iter([cand("every node fp32", 99)]), 100), lambda c: {"drop": 0.0}, {"drop": 0.01})

@@ -272,15 +272,22 @@ def test_dense_scans_are_described_at_max_points_and_every_point_is_scored(cloud
     assert evaluate_pointcloud(run, cloud_set)["kinds"]["pnas_strong"]["point_auroc"] > 0.8
 
 
-def test_int8_export_is_gated_and_runs(cloud_bundle, tmp_path):
+def test_int8_is_smaller_and_within_the_gate_or_refused(cloud_bundle, tmp_path):
+    """The bank search may not survive INT8; then the export says so and writes nothing. It must
+    never ship FP32 layers under the name INT8 (what a repair that keeps every node gives)."""
+    from edgead.core.errors import ExportError
+
     run, _ = cloud_bundle
     bundle = tmp_path / "b"
-    export(run, bundle, ["onnx"], int8=True)
-    art = json.loads((bundle / "edgead.json").read_text())["artefacts"]["onnx_int8"]
-    assert art["gate"]["drop"] is not None and art["gate"]["drop"] <= 0.01
-    fp32 = PointCloudPredictor(bundle, precision="fp32").predict(Cloud(surface(3000, seed=5)))
-    int8 = PointCloudPredictor(bundle, precision="int8").predict(Cloud(surface(3000, seed=5)))
-    assert int8.raw_score == pytest.approx(fp32.raw_score, rel=0.1)
+    try:
+        export(run, bundle, ["onnx"], int8=True)
+    except ExportError as e:
+        assert "onnx_int8" in str(e) and not bundle.exists()
+        return
+    manifest = json.loads((bundle / "edgead.json").read_text())
+    art = manifest["artefacts"]["onnx_int8"]
+    assert (bundle / art["file"]).stat().st_size < 0.9 * (bundle / manifest["artefacts"]["onnx"]["file"]).stat().st_size
+    assert art["gate"]["drop"] <= 0.01 and art["gate"]["score_shift"] <= 0.05
 
 
 def test_benchmark_times_a_scan_of_a_data_set(cloud_set):
