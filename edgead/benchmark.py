@@ -312,7 +312,7 @@ def run_benchmark(bundle: str | Path, runtimes_wanted: Sequence[str] | None = No
         if log:
             log(f"measuring {case.target} ({case.runtime} {case.precision}, "
                 f"{case.threads or 'default'} thread{'s' if case.threads != 1 else ''}) ...")
-        with_data = data if case.target not in evaluated else None
+        with_data = data if case.target not in evaluated and data is not None and task.evaluable(data) else None
         row = measure_in_child(bundle, case, timing, n, warmup, with_data, device, timeout)
         row["bytes"] = artefact_bytes(manifest, case.target)
         evaluated.add(case.target)
@@ -323,18 +323,11 @@ def run_benchmark(bundle: str | Path, runtimes_wanted: Sequence[str] | None = No
         machine["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     return {"edgead_benchmark": 1, "date": started,
             "bundle": {"path": str(bundle), "model": manifest.get("model", {}).get("name"), "task": task.name,
-                       "input": _input_text(manifest["input"]),
+                       "input": task.input_text(manifest["input"]),
                        "bytes": sum(int(f.get("bytes") or 0) for f in manifest.get("files", {}).values())},
             "settings": {"n": n, "warmup": warmup, "threads": threads, "data": str(data) if data else None,
                          "timing_images": timing_text, "device": device},
             "machine": machine, "rows": rows}
-
-
-def _input_text(spec: dict) -> str:
-    """"256x256" for images, "1x140" (channels x samples) for signals."""
-    if "height" in spec:
-        return f"{spec['width']}x{spec['height']}"
-    return f"{spec.get('channels')}x{spec.get('length')}"
 
 
 def _share_accuracy(rows: list[dict]) -> None:

@@ -74,6 +74,17 @@ class Task:
         sentence saying what it is."""
         raise NotImplementedError
 
+    def evaluable(self, data) -> bool:
+        """Whether `benchmark --data DATA` can also measure accuracy on DATA (not only time it)."""
+        return True
+
+    def input_text(self, spec: Mapping) -> str:
+        """The model input in a few characters, for reports: "256x256" for images, "1x140"
+        (channels x samples) for signals."""
+        if "height" in spec:
+            return f"{spec['width']}x{spec['height']}"
+        return f"{spec.get('channels')}x{spec.get('length')}"
+
     def timing_calls(self, predictor, spec: Mapping) -> tuple[Callable[[int], Any], Callable[[int], Any]]:
         """(bare model call, whole predict call), each taking the iteration number."""
         raise NotImplementedError

@@ -35,6 +35,12 @@ class PointCloudTask(Task):
 
         return evaluate_pointcloud(None, data, predictor=predictor)
 
+    def evaluable(self, data) -> bool:
+        return Path(data).is_dir()  # a data set; one scan (`benchmark --data scan.pcd`) is only timed
+
+    def input_text(self, spec: Mapping) -> str:
+        return f"{spec['dim']}x{spec['chunk']} descriptors"
+
     def manifest_outputs(self) -> dict:
         return {"point_score": "point_score", "layout": "NL",
                 "computed_before_graph": ["valid points (finite, not 0,0,0)", "k nearest neighbours, PCA normals "
