@@ -52,6 +52,20 @@ def task_of(name: str) -> str:
     return check(name).task
 
 
+def configured(name: str, overrides: dict | None = None):
+    """`name`'s Config with `overrides` (e.g. from `--set KEY=VALUE`); an unknown key is a
+    usage error listing the model's settings."""
+    import dataclasses
+
+    cfg = get(name).Config()
+    fields = [f.name for f in dataclasses.fields(cfg)]
+    for key, value in (overrides or {}).items():
+        if key not in fields:
+            raise UsageError(f"{name} has no setting {key!r}; it has: {', '.join(fields)}")
+        setattr(cfg, key, value)
+    return cfg
+
+
 def build(cfg: dict, pretrained: bool = False):
     """Instantiate a run's torch model (without weights unless `pretrained`)."""
     import dataclasses

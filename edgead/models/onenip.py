@@ -25,9 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.progress import progress_bar, show_running_mean
-from .common import PATCH_STRIDES, PatchFeatures, backbone_complexity, batched, count_flops, fitted_features, n_params, optimizer_step
+from .common import PatchFeatures, batched, fitted_features, optimizer_step
 from .synthetic import synthesize
-from .uniad import Attention, EncoderLayer, check_grid, ffn, neighbour_bias
+from . import uniad
+from .uniad import Attention, EncoderLayer, check_grid, check_settings, feature_tokens, ffn, neighbour_bias
 
 UNIFIED = True  # trains on several products at once (edgead train --data A --data B)
 PROMPTED = True  # anomaly_map has one channel per product: predictions name the product
@@ -85,10 +86,7 @@ class OneNIPLite(nn.Module):
     def __init__(self, config: OneNIPConfig | None = None, pretrained: bool = True):
         super().__init__()
         self.config = cfg = config or OneNIPConfig()
-        if cfg.neighbour < 1 or cfg.neighbour % 2 == 0:
-            raise ValueError(f"onenip: neighbour must be an odd number of tokens >= 1, got {cfg.neighbour}")
-        if cfg.width % cfg.heads:
-            raise ValueError(f"onenip: width {cfg.width} must be a multiple of heads {cfg.heads}")
+        check_settings("onenip", cfg)
         self.features = PatchFeatures(pretrained, cfg.backbone)
         c = self.features.channels
         self.embed, self.unembed = nn.Linear(c, cfg.width), nn.Linear(cfg.width, c)
@@ -107,8 +105,7 @@ class OneNIPLite(nn.Module):
         self.register_buffer("prompts", torch.zeros(cfg.prompts, h * w, cfg.width))
 
     def tokens(self, image: torch.Tensor) -> torch.Tensor:
-        """(n, 3, H, W) -> standardised stride-16 feature tokens (n, h*w, C)."""
-        return F.avg_pool2d(self.features(image), 2).flatten(2).transpose(1, 2)
+        return feature_tokens(self.features, image)
 
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.embed(tokens)
@@ -237,13 +234,7 @@ def store_prompts(model: OneNIPLite, clean: torch.Tensor, members: dict[int, np.
 
 
 def complexity(model: OneNIPLite, height: int, width: int) -> dict:
-    x = torch.zeros(1, 3, height, width)
-    out = backbone_complexity(model.features.backbone, x, PATCH_STRIDES)
-    head = [m for name, m in model.named_children() if name != "features"]
-    total = count_flops(model, x)
-    out.update({"head_params": n_params(*head) + model.pos.numel(), "head_flops": total - out["teacher_flops"],
-                "total_flops": total, "prompt_constants": model.prompts.numel()})
-    return out
+    return {**uniad.complexity(model, height, width), "prompt_constants": model.prompts.numel()}
 
 
 Config = OneNIPConfig

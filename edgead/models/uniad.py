@@ -45,6 +45,19 @@ class UniADConfig:
     grid_w: int = 16
 
 
+def check_settings(name: str, cfg) -> None:
+    """The mask and head settings every neighbour-masked Transformer here needs."""
+    if cfg.neighbour < 1 or cfg.neighbour % 2 == 0:
+        raise ValueError(f"{name}: neighbour must be an odd number of tokens >= 1, got {cfg.neighbour}")
+    if cfg.width % cfg.heads:
+        raise ValueError(f"{name}: width {cfg.width} must be a multiple of heads {cfg.heads}")
+
+
+def feature_tokens(features: PatchFeatures, image: torch.Tensor) -> torch.Tensor:
+    """(n, 3, H, W) -> standardised stride-16 feature tokens (n, h*w, C)."""
+    return F.avg_pool2d(features(image), 2).flatten(2).transpose(1, 2)
+
+
 def check_grid(h: int, w: int, k: int) -> None:
     """Every token must keep keys outside its k x k window: where all are masked the constant
     cancels in the softmax and the token may copy itself again."""
@@ -123,10 +136,7 @@ class UniADLite(nn.Module):
     def __init__(self, config: UniADConfig | None = None, pretrained: bool = True):
         super().__init__()
         self.config = cfg = config or UniADConfig()
-        if cfg.neighbour < 1 or cfg.neighbour % 2 == 0:
-            raise ValueError(f"uniad: neighbour must be an odd number of tokens >= 1, got {cfg.neighbour}")
-        if cfg.width % cfg.heads:
-            raise ValueError(f"uniad: width {cfg.width} must be a multiple of heads {cfg.heads}")
+        check_settings("uniad", cfg)
         self.features = PatchFeatures(pretrained, cfg.backbone)
         c, tokens = self.features.channels, cfg.grid_h * cfg.grid_w
         self.embed, self.unembed = nn.Linear(c, cfg.width), nn.Linear(cfg.width, c)
@@ -147,8 +157,7 @@ class UniADLite(nn.Module):
         self.bias = neighbour_bias(h, w, cfg.neighbour)
 
     def tokens(self, image: torch.Tensor) -> torch.Tensor:
-        """(n, 3, H, W) -> standardised stride-16 feature tokens (n, h*w, C)."""
-        return F.avg_pool2d(self.features(image), 2).flatten(2).transpose(1, 2)
+        return feature_tokens(self.features, image)
 
     def reconstruct(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.embed(tokens)

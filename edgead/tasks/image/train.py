@@ -48,7 +48,7 @@ def train(data: str | Path | list[str | Path], out: str | Path, model: str = DEF
     `resize` None takes the model's own (its module's RESIZE, else letterbox)."""
     import torch
 
-    from edgead.models import MODELS, get, save_run, torch_backend
+    from edgead.models import MODELS, configured, get, save_run, torch_backend
     from edgead.tasks import check_model
 
     check_model(model, "image", DEFAULT_MODEL)
@@ -58,11 +58,7 @@ def train(data: str | Path | list[str | Path], out: str | Path, model: str = DEF
         raise UsageError(f"--holdout must be a fraction between 0 and 1, got {holdout}")
     check_replaceable(out, RUN_FILE)
     mod = get(model)
-    cfg = mod.Config()
-    for key, value in (overrides or {}).items():
-        if key not in {f.name for f in dataclasses.fields(cfg)}:
-            raise UsageError(f"{model} has no setting {key!r}; it has: {', '.join(f.name for f in dataclasses.fields(cfg))}")
-        setattr(cfg, key, value)
+    cfg = configured(model, overrides)
     if epochs is not None and not hasattr(cfg, "steps"):
         raise UsageError(f"{model} has no training loop, so --epochs does not apply; leave it out")
     if threads:

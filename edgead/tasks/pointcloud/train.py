@@ -39,7 +39,7 @@ def train_pointcloud(data: str | Path, out: str | Path, model: str = DEFAULT_MOD
     `max_points` override the CloudSpec defaults (preprocess.py)."""
     import torch
 
-    from edgead.models import get, save_run, torch_backend
+    from edgead.models import configured, get, save_run, torch_backend
     from edgead.tasks import check_model
 
     check_model(model, "pointcloud", DEFAULT_MODEL)
@@ -49,11 +49,7 @@ def train_pointcloud(data: str | Path, out: str | Path, model: str = DEFAULT_MOD
         raise UsageError(f"--holdout must be a fraction between 0 and 1, got {holdout}")
     check_replaceable(out, RUN_FILE)
     mod = get(model)
-    cfg = mod.Config()
-    for key, value in (overrides or {}).items():
-        if key not in {f.name for f in dataclasses.fields(cfg)}:
-            raise UsageError(f"{model} has no setting {key!r}; it has: {', '.join(f.name for f in dataclasses.fields(cfg))}")
-        setattr(cfg, key, value)
+    cfg = configured(model, overrides)
     if threads:
         torch.set_num_threads(threads)
     t0 = time.time()
