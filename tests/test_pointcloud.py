@@ -295,3 +295,27 @@ def test_benchmark_times_a_scan_of_a_data_set(cloud_set):
 
     spec, said = PointCloudTask().timing_inputs({}, cloud_set)
     assert read_cloud(spec["scan"]).points.shape[1] == 3 and "test/" in said
+
+
+def test_mvtec_3d_ad_layout_and_xyz_tiffs(tmp_path):
+    """MVTec 3D-AD keeps x, y, z as a 3-channel float TIFF in xyz/ (zeros where no point) and masks
+    as PNGs in gt/; the reader must give x, y, z in that order, whatever OpenCV does with channels."""
+    import cv2
+    tifffile = pytest.importorskip("tifffile")
+
+    grid = np.zeros((4, 5, 3), np.float32)
+    grid[..., 0], grid[..., 1], grid[..., 2] = 1.0, 2.0, 3.0  # x, y, z differ, so an order swap shows
+    grid[0, 0] = 0  # no point
+    for split, kind in (("train", "good"), ("test", "crack")):
+        (tmp_path / split / kind / "xyz").mkdir(parents=True)
+        tifffile.imwrite(tmp_path / split / kind / "xyz" / "000.tiff", grid)
+    (tmp_path / "test" / "crack" / "gt").mkdir()
+    mask = np.zeros((4, 5), np.uint8)
+    mask[2, 3] = 255
+    cv2.imwrite(str(tmp_path / "test" / "crack" / "gt" / "000.png"), mask)
+    ds = open_clouds(tmp_path)
+    assert [s.path.name for s in ds.train] == ["000.tiff"] and ds.test[0].kind == "crack"
+    cloud = read_cloud(ds.test[0].path)
+    assert cloud.grid == (4, 5) and cloud.points[1].tolist() == [1.0, 2.0, 3.0] and not cloud.valid[0]
+    m = read_point_mask(ds.test[0], 20)
+    assert m.sum() == 1 and m[2 * 5 + 3]

@@ -1,6 +1,8 @@
 """Point-cloud data sets in the MVTec layout: `train/good/` normal scans, `test/<good|defect>/`
 scans, and per-point ground truth `ground_truth/<defect>/<stem>.npy` (a bool array with one entry
-per point of the scan, in the scan's order; organised scans count their invalid pixels too)."""
+per point of the scan, in the scan's order; organised scans count their invalid pixels too).
+MVTec 3D-AD's own layout is read too: scans in `<split>/<kind>/xyz/*.tiff`, masks in
+`test/<defect>/gt/<stem>.png` (one pixel per point of the organised scan)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,7 +33,16 @@ class CloudDataset:
 
 
 def scans(folder: Path) -> list[Path]:
+    """The scans of one class folder (MVTec 3D-AD keeps them in its xyz/ subfolder)."""
+    folder = folder / "xyz" if (folder / "xyz").is_dir() else folder
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES) if folder.is_dir() else []
+
+
+def _mask_of(root: Path, folder: Path, scan: Path) -> Path | None:
+    for mask in (root / "ground_truth" / folder.name / (scan.stem + ".npy"), folder / "gt" / (scan.stem + ".png")):
+        if mask.is_file():
+            return mask
+    return None
 
 
 def open_clouds(root: str | Path) -> CloudDataset:
@@ -50,8 +61,7 @@ def open_clouds(root: str | Path) -> CloudDataset:
             if folder.name == GOOD:
                 test.append(CloudSample(p, 0, GOOD))
             else:
-                mask = root / "ground_truth" / folder.name / (p.stem + ".npy")
-                test.append(CloudSample(p, 1, folder.name, mask if mask.is_file() else None))
+                test.append(CloudSample(p, 1, folder.name, _mask_of(root, folder, p)))
     return CloudDataset(root, train, test)
 
 
@@ -59,10 +69,18 @@ def read_point_mask(sample: CloudSample, n_points: int) -> np.ndarray:
     """(n_points,) bool ground truth: all False for a normal scan."""
     if sample.mask_path is None:
         return np.zeros(n_points, bool)
-    try:
-        m = np.load(sample.mask_path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{sample.mask_path}: not a readable .npy point mask ({e})") from e
+    if sample.mask_path.suffix.lower() == ".png":  # MVTec 3D-AD: the organised scan's pixels, row by row
+        import cv2
+
+        img = cv2.imread(str(sample.mask_path), cv2.IMREAD_GRAYSCALE)
+        if img is None:
+            raise DataError(f"{sample.mask_path}: not a readable PNG mask")
+        m = (img > 0).ravel()
+    else:
+        try:
+            m = np.load(sample.mask_path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise DataError(f"{sample.mask_path}: not a readable .npy point mask ({e})") from e
     if m.shape != (n_points,):
         raise DataError(f"{sample.mask_path}: {m.shape} mask entries for a scan of {n_points} points; it must have "
                         "one entry per point, in the scan's order")
