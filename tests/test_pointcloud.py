@@ -319,3 +319,19 @@ def test_mvtec_3d_ad_layout_and_xyz_tiffs(tmp_path):
     assert cloud.grid == (4, 5) and cloud.points[1].tolist() == [1.0, 2.0, 3.0] and not cloud.valid[0]
     m = read_point_mask(ds.test[0], 20)
     assert m.sum() == 1 and m[2 * 5 + 3]
+
+
+def test_export_refuses_training_scans_that_changed(cloud_set, tmp_path):
+    import shutil
+
+    from edgead.tasks.pointcloud.train import train_pointcloud
+
+    data = tmp_path / "set"
+    shutil.copytree(cloud_set, data)
+    run = tmp_path / "run"
+    train_pointcloud(data, run, scales=(16, 32))
+    first = data / json.loads((run / "run.json").read_text())["train"]["split"]["fit"][0]
+    np.save(first, surface(3000, seed=9)) if first.suffix == ".npy" else write_pcd(first, Cloud(surface(3000, seed=9)))
+    with pytest.raises(DataError, match="changed since training"):
+        export(run, tmp_path / "b", ["onnx"])
+    assert not (tmp_path / "b").exists()

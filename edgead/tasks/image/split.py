@@ -6,7 +6,6 @@ Recorded as paths relative to the data root (fit / holdout / test) plus a conten
 fingerprint of those files: if the folder changed since training, readers say so."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -14,6 +13,7 @@ from typing import Mapping
 import numpy as np
 
 from edgead.core.errors import DataError
+from edgead.core.fingerprint import fingerprint
 from edgead.core.records import is_data_path, split_of, train_of
 from edgead.tasks.image.data import ImageDataset, Sample, open_dataset
 
@@ -47,18 +47,6 @@ def split_holdout(samples: list[Sample], fraction: float, seed: int, minimum: in
     order = np.random.default_rng(seed).permutation(len(samples))
     hold = set(order[:n_hold].tolist())
     return [s for i, s in enumerate(samples) if i not in hold], [s for i, s in enumerate(samples) if i in hold]
-
-
-def fingerprint(root: Path, rels: list[str]) -> str:
-    """sha256 over each file's relative path and bytes, in sorted order."""
-    h = hashlib.sha256()
-    for rel in sorted(rels):
-        h.update(rel.encode() + b"\0")
-        try:
-            h.update(hashlib.sha256((root / rel).read_bytes()).digest())
-        except OSError:
-            h.update(b"missing")
-    return h.hexdigest()
 
 
 def record(ds: ImageDataset, fit: list[Sample], holdout: list[Sample], seed: int) -> dict:

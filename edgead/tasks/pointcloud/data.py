@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgead.core.errors import DataError
+from edgead.core.fingerprint import fingerprint
 from edgead.tasks.pointcloud.io import SUFFIXES
 
 GOOD = "good"
@@ -85,3 +86,21 @@ def read_point_mask(sample: CloudSample, n_points: int) -> np.ndarray:
         raise DataError(f"{sample.mask_path}: {m.shape} mask entries for a scan of {n_points} points; it must have "
                         "one entry per point, in the scan's order")
     return m.astype(bool)
+
+
+def recorded_scans(run, what: str) -> tuple[Path, dict[str, list[Path]]]:
+    """The run's training scans ({"fit": [...], "holdout": [...]}) from its data folder; DataError
+    when the folder is gone or its scans changed since training (their fingerprint differs)."""
+    from edgead.core.records import train_of
+
+    train = train_of(run)
+    root = Path(train["data"]["source"])
+    split = train["split"]
+    rels = split["fit"] + split["holdout"]
+    if not root.is_dir():
+        raise DataError(f"the run's data folder {root} is not there any more, which {what} needs; restore it or "
+                        "pass the scans explicitly (see --help)")
+    if split.get("fingerprint") and fingerprint(root, rels) != split["fingerprint"]:
+        raise DataError(f"{root} changed since training (its scans differ from the ones the run recorded), so {what} "
+                        "cannot use them; restore the data, retrain, or pass the scans explicitly")
+    return root, {k: [root / r for r in split[k]] for k in ("fit", "holdout")}

@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgead.core.errors import DataError
-from edgead.core.records import train_of
-from edgead.tasks.pointcloud.data import GOOD, CloudSample, open_clouds, read_point_mask, scans
+from edgead.tasks.pointcloud.data import GOOD, CloudSample, open_clouds, read_point_mask, recorded_scans, scans
 from edgead.tasks.pointcloud.io import SUFFIXES, read_cloud
 from edgead.tasks.pointcloud.preprocess import CloudSpec, chunks, described, point_scores
 
@@ -31,9 +30,8 @@ def int8_data(config: dict, calib: str | Path | None = None, calib_size: int | N
     from edgead.tasks.pointcloud.evaluate import auroc
 
     spec = CloudSpec.from_json(config["input"])
-    train = train_of(config)
-    root = Path(train["data"]["source"])
-    files = normal_scans(Path(calib)) if calib else [root / r for r in train["split"]["fit"]]
+    root, recorded = recorded_scans(config, "INT8 calibration and validation") if not (calib and val) else (None, {})
+    files = normal_scans(Path(calib)) if calib else recorded["fit"]
     if not files:
         raise DataError(f"--calib {calib}: no scans ({', '.join(SUFFIXES)}) in it")
     n = calib_size or DEFAULT_CALIB
@@ -52,7 +50,7 @@ def int8_data(config: dict, calib: str | Path | None = None, calib_size: int | N
     else:
         test = open_clouds(root).test
         labelled = any(s.label for s in test)
-        samples = test if labelled else [CloudSample(root / r, 0, GOOD) for r in train["split"]["holdout"]]
+        samples = test if labelled else [CloudSample(p, 0, GOOD) for p in recorded["holdout"]]
         what = "the run's test scans" if labelled else "the run's held-out normal scans"
     if not samples:
         raise DataError(f"{val or root}: no scans to validate INT8 on")

@@ -11,6 +11,7 @@ import numpy as np
 from edgead import __version__
 from edgead.core.atomic import check_replaceable
 from edgead.core.errors import DataError, UsageError
+from edgead.core.fingerprint import fingerprint
 from edgead.core.progress import progress_bar
 from edgead.core.run import RUN_FILE
 from edgead.core.thresholds import ThresholdSet
@@ -89,7 +90,8 @@ def train_pointcloud(data: str | Path, out: str | Path, model: str = DEFAULT_MOD
     rel = lambda items: [s.path.relative_to(ds.root).as_posix() for s in items]  # noqa: E731
     config["train"] = {
         "data": {"source": str(ds.root.resolve()), "layout": "mvtec", "n_train": len(ds.train), "n_test": len(ds.test)},
-        "split": {"fit": rel(fit_set), "holdout": rel(hold_set)},
+        "split": {"fit": rel(fit_set), "holdout": rel(hold_set),
+                  "fingerprint": fingerprint(ds.root, rel(fit_set) + rel(hold_set))},
         "n_fit": len(fit_set), "n_holdout": len(hold_set), "seed": seed,
         "seconds": round(time.time() - t0, 1), "log": log,
     }
