@@ -20,7 +20,8 @@ DEMO_DATA = REPO / "examples" / "data" / "hazelnut_toy"
 def _models_help() -> str:
     from edgead.models import MODELS
 
-    return "\n".join(f"  {name:<10} {m.task:<7} {m.why}" for name, m in MODELS.items())
+    width = max(len(m.task) for m in MODELS.values())
+    return "\n".join(f"  {name:<10} {m.task:<{width}} {m.why}" for name, m in MODELS.items())
 
 
 def _foreign_flags(a: argparse.Namespace, task) -> None:
@@ -175,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgead", description="Anomaly detection and localisation for edge devices.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train a model on normal images", formatter_class=argparse.RawDescriptionHelpFormatter,
+    t = sub.add_parser("train", help="train a model on normal samples (images, signals, point clouds)", formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Train on DATA/train/good (MVTec layout) or DATA/good;\na unified model (uniad, onenip) also "
                        "takes several product folders.\n\nmodels, and when to pick each:\n" + _models_help())
     t.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (see above; default {DEFAULT_MODEL})")

@@ -26,8 +26,8 @@ MODELS: dict[str, ModelEntry] = {
     "fader": ModelEntry("edgead.models.fader", "image", "sharpest anomaly maps (localisation first); weaker whole-image ranking on textures"),
     "uniad": ModelEntry("edgead.models.uniad", "image", "several products, one model (--data A --data B): a small "
                         "Transformer rebuilds the features; per-product thresholds"),
-    "onenip": ModelEntry("edgead.models.onenip", "image", "several products, one model, each image compared with a "
-                         "stored normal prompt of its product; predictions must name the product"),
+    "onenip": ModelEntry("edgead.models.onenip", "image", "several products, one model; sharper maps than uniad (each "
+                         "image is compared with a stored normal image of its product); predictions must name the product"),
     "fpfhcore": ModelEntry("edgead.models.fpfhcore", "pointcloud", "point clouds: multi-scale FPFH descriptors "
                            "and a coreset bank of normal ones; no pretrained 3-D weights needed"),
     "mmae": ModelEntry("edgead.models.mmae", "signal", "signals (ECG, sensor series): multi-scale masked autoencoder, < 0.5 M parameters"),
