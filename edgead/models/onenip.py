@@ -25,10 +25,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.progress import progress_bar, show_running_mean
-from .common import PatchFeatures, batched, fitted_features, optimizer_step
+from .common import PatchFeatures, batched, optimizer_step
 from .synthetic import synthesize
 from . import uniad
-from .uniad import Attention, EncoderLayer, check_grid, check_settings, feature_tokens, ffn, neighbour_bias
+from .uniad import (Attention, EncoderLayer, UniADConfig, check_grid, check_settings, feature_tokens, ffn, fitted_tokens,
+                    head_optimizer, jitter_noise, neighbour_bias)
 
 UNIFIED = True  # trains on several products at once (edgead train --data A --data B)
 PROMPTED = True  # anomaly_map has one channel per product: predictions name the product
@@ -36,25 +37,14 @@ RESIZE = "stretch"  # the prompt and the test image must show the part at the sa
 
 
 @dataclass
-class OneNIPConfig:
-    backbone: str = "lite0"
-    width: int = 128  # token width inside the Transformer
-    heads: int = 4
-    ffn: int = 256
-    encoder_layers: int = 2
-    decoder_layers: int = 2
-    neighbour: int = 5  # the decoder may not read the test image's k x k tokens around a token (odd)
-    jitter: float = 20.0  # feature jitter on normal training samples (UniAD's scale)
+class OneNIPConfig(UniADConfig):
+    """UniAD-lite's settings (the decoder may not read the test image's `neighbour` x
+    `neighbour` tokens around a token; jitter applies to normal samples), and:"""
+
     refiner: int = 64  # channels of the supervised refiner
     refiner_weight: float = 100.0  # map = error / its normal level + refiner_weight * P(defect) (bench/onenip_fusion.py)
     synthetic: float = 0.5  # fraction of each training batch that carries a synthetic anomaly
     synthetic_per_product: int = 256  # synthetic anomalous images made of each product's normals
-    steps: int = 3000
-    batch_size: int = 16
-    lr: float = 5e-4
-    weight_decay: float = 1e-4
-    grid_h: int = 16  # set by fit: the token grid of the training images
-    grid_w: int = 16
     prompts: int = 1  # set by fit: one per product, in the order of the run's product list
 
 
@@ -108,10 +98,7 @@ class OneNIPLite(nn.Module):
         return feature_tokens(self.features, image)
 
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.embed(tokens)
-        for layer in self.encoder:
-            x = layer(x, self.pos)
-        return x
+        return uniad.encode(self, tokens)
 
     def decode(self, memory: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
         s = prompt
@@ -159,13 +146,10 @@ def fit(model: OneNIPLite, images: np.ndarray, seed: int = 0, groups: np.ndarray
     n = len(images)
     groups = np.zeros(n, int) if groups is None else np.asarray(groups)
     products = np.unique(groups)
-    with torch.no_grad():
-        clean = F.avg_pool2d(fitted_features(model.features, images), 2)
-    _, c, h, w = clean.shape
+    clean, (h, w) = fitted_tokens(model.features, images)  # (n, T, C)
     cfg.prompts = len(products)
     if (h, w) != (cfg.grid_h, cfg.grid_w) or model.prompts.shape[0] != cfg.prompts:
         model._grid_parameters(h, w)
-    clean = clean.flatten(2).transpose(1, 2).contiguous()  # (n, T, C)
     fake, masks, sources = synthesize(images, groups, cfg.synthetic_per_product, seed)
     fake_tokens = F.avg_pool2d(batched(model.features, fake, desc="synthetic anomalies"), 2).flatten(2).transpose(1, 2)
     fake_masks = grid_masks(masks, h, w)
@@ -175,9 +159,7 @@ def fit(model: OneNIPLite, images: np.ndarray, seed: int = 0, groups: np.ndarray
 
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    head = [p for name, p in model.named_parameters() if not name.startswith("features.")]
-    opt = torch.optim.AdamW(head, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
+    opt, sched = head_optimizer(model, cfg)
     n_fake = int(round(cfg.batch_size * cfg.synthetic))
     model.train()
     rec_losses, ref_losses = [], []
@@ -188,8 +170,7 @@ def fit(model: OneNIPLite, images: np.ndarray, seed: int = 0, groups: np.ndarray
         faulty = [int(rng.choice(fakes_of[int(products[g])])) for g in picked[:n_fake]]
         targets = torch.cat([clean[sources[faulty]], clean[normal]])
         observed = torch.cat([fake_tokens[faulty], clean[normal]])  # what a test image would show
-        noise = torch.randn_like(clean[normal]) * clean[normal].norm(dim=-1, keepdim=True) / c * cfg.jitter
-        inputs = torch.cat([fake_tokens[faulty], clean[normal] + noise])
+        inputs = torch.cat([fake_tokens[faulty], clean[normal] + jitter_noise(clean[normal], cfg.jitter)])
         truth = torch.cat([fake_masks[faulty], torch.zeros(len(normal), 1, h, w)])
         shown = [int(i) for i in sources[faulty]] + normal  # the normal image behind each sample
         prompt_ids = [other_image(members[int(products[g])], i, rng) for g, i in zip(picked, shown)]

@@ -58,6 +58,34 @@ def feature_tokens(features: PatchFeatures, image: torch.Tensor) -> torch.Tensor
     return F.avg_pool2d(features(image), 2).flatten(2).transpose(1, 2)
 
 
+def fitted_tokens(features: PatchFeatures, images: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Normal training images -> their stride-16 tokens (n, h*w, C), after fitting the feature
+    standardisation on them, and the token grid (h, w)."""
+    with torch.no_grad():
+        tokens = F.avg_pool2d(fitted_features(features, images), 2)
+    return tokens.flatten(2).transpose(1, 2).contiguous(), tuple(tokens.shape[-2:])
+
+
+def jitter_noise(tokens: torch.Tensor, jitter: float) -> torch.Tensor:
+    """UniAD's feature jitter: noise of std jitter * |token| / C per channel."""
+    return torch.randn_like(tokens) * tokens.norm(dim=-1, keepdim=True) / tokens.shape[-1] * jitter
+
+
+def head_optimizer(model: nn.Module, cfg) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW with a one-cycle schedule over everything but the frozen backbone."""
+    head = [p for name, p in model.named_parameters() if not name.startswith("features.")]
+    opt = torch.optim.AdamW(head, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
+
+
+def encode(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """A model's `embed`, then its `encoder` layers with its position embedding `pos`."""
+    x = model.embed(tokens)
+    for layer in model.encoder:
+        x = layer(x, model.pos)
+    return x
+
+
 def check_grid(h: int, w: int, k: int) -> None:
     """Every token must keep keys outside its k x k window: where all are masked the constant
     cancels in the softmax and the token may copy itself again."""
@@ -160,9 +188,7 @@ class UniADLite(nn.Module):
         return feature_tokens(self.features, image)
 
     def reconstruct(self, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.embed(tokens)
-        for layer in self.encoder:
-            x = layer(x, self.pos)
+        x = encode(self, tokens)
         out = x
         for layer in self.decoder:
             out = layer(out, x, self.pos, self.bias)
@@ -180,27 +206,22 @@ def fit(model: UniADLite, images: np.ndarray, seed: int = 0, groups: np.ndarray 
     batches draw products uniformly, so that a product with few images weighs as much as one
     with many."""
     cfg = model.config
-    with torch.no_grad():
-        tokens = F.avg_pool2d(fitted_features(model.features, images), 2)
-    n, c, h, w = tokens.shape
+    tokens, (h, w) = fitted_tokens(model.features, images)  # (n, h*w, C)
+    n = len(tokens)
     if (h, w) != (cfg.grid_h, cfg.grid_w):
         model.set_grid(h, w)
-    tokens = tokens.flatten(2).transpose(1, 2).contiguous()  # (n, h*w, C)
     groups = np.zeros(n, int) if groups is None else np.asarray(groups)
     members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    head = [p for name, p in model.named_parameters() if not name.startswith("features.")]
-    opt = torch.optim.AdamW(head, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
+    opt, sched = head_optimizer(model, cfg)
     model.train()
     losses = []
     bar = progress_bar(range(cfg.steps), desc="training uniad")
     for step in bar:
         pick = [rng.choice(members[i]) for i in rng.integers(0, len(members), cfg.batch_size)]
         clean = tokens[pick]
-        noise = torch.randn_like(clean) * clean.norm(dim=-1, keepdim=True) / c * cfg.jitter
-        loss = (model.reconstruct(clean + noise) - clean).square().mean()
+        loss = (model.reconstruct(clean + jitter_noise(clean, cfg.jitter)) - clean).square().mean()
         losses.append(optimizer_step(opt, sched, loss, clip=1.0))
         show_running_mean(bar, step, loss=losses)
     model.eval()

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from edgead.core.errors import DataError, UsageError
-from edgead.core.output_names import unique_names
+from edgead.core.output_names import named_inputs
 
 EXIT_OK, EXIT_FAILED_ITEMS = 0, 1
 DEFAULT_IMAGE_SIZE = 256
@@ -75,21 +75,14 @@ def expand_named(paths: list[str]) -> list[tuple[Path, Path]]:
     outputs that mirrors its place under the folder given (unique even for same-named inputs)."""
     from edgead.tasks.image.data import IMAGE_SUFFIXES
 
-    out: list[tuple[Path, Path]] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out += [(f, f.relative_to(p)) for f in sorted(p.rglob("*")) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
-        else:
-            out.append((p, Path(p.name)))
-    return unique_names(out)
+    return named_inputs(paths, IMAGE_SUFFIXES)
 
 
 def cmd_predict(a: argparse.Namespace, pred) -> int:
     """Score image files and folders with `pred`: one line (or JSON line) per image."""
     from edgead.tasks.image.preprocess import read_image
 
-    pred.thresholds(a.product)  # an unknown or missing product is a usage error before any image is read
-    pred.channel(a.product)
+    pred.check_product(a.product)
     named = expand_named(a.paths)
     if not named:
         raise DataError(f"no images found in {' '.join(a.paths)}")

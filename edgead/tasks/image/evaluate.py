@@ -31,7 +31,7 @@ def evaluate(source: str | Path, data: str | Path, runtime: str = "auto", precis
         raise UsageError(f"geometry must be one of {', '.join(GEOMETRIES)}, got {geometry!r}")
     predictor = predictor or Predictor(source, runtime=runtime, threads=threads, precision=precision)
     if product is not None:
-        predictor.thresholds(product)  # an unknown product fails before any work
+        predictor.check_product(product)  # an unknown product fails before any work
     test, root, evaluated_on = test_samples(predictor.config, data)
     if not test:
         raise DataError(f"{data}: no test images (expected test/<good|defect>/ or good/ + bad/)")

@@ -94,6 +94,11 @@ class Predictor(BasePredictor):
             raise UsageError(f"unknown product {product!r}; this model knows: {', '.join(self.channels)}")
         return self.channels.index(product)
 
+    def check_product(self, product: str | None) -> None:
+        """An unknown product, or a missing one for a prompted model: the usage error, before any work."""
+        self.thresholds(product)
+        self.channel(product)
+
     def raw_map(self, x: np.ndarray, product: str | None = None) -> np.ndarray:
         """Preprocessed (3, H, W) -> raw low-resolution map (h, w) from the runtime."""
         return self.run(x[None])["anomaly_map"][0, self.channel(product)]
@@ -110,8 +115,7 @@ class Predictor(BasePredictor):
 
         `color_order` says how 3/4-channel arrays are ordered (OpenCV frames are "BGR").
         `product` (unified models) picks that product's thresholds; None: the product-agnostic ones."""
-        self.thresholds(product)  # an unknown or missing product fails before any work
-        self.channel(product)
+        self.check_product(product)
         if isinstance(image, (list, tuple)) or (isinstance(image, np.ndarray) and image.ndim == 4):
             return [self.predict(im, color_order, product) for im in image]
         if isinstance(image, (str, Path)):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgead.core.errors import DataError, UsageError
-from edgead.core.output_names import unique_names
+from edgead.core.output_names import named_inputs
 from edgead.tasks.pointcloud.io import SUFFIXES
 
 EXIT_OK, EXIT_FAILED_ITEMS = 0, 1
@@ -44,14 +44,8 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def expand(paths: list[str]) -> list[tuple[Path, Path]]:
-    out = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out += [(f, f.relative_to(p)) for f in sorted(p.rglob("*"))
-                    if f.is_file() and f.suffix.lower() in SUFFIXES and "ground_truth" not in f.relative_to(p).parts]
-        else:
-            out.append((p, Path(p.name)))
-    return unique_names(out)
+    """Scan files of `paths`, outside any ground_truth/ folder, with unique output names."""
+    return named_inputs(paths, SUFFIXES, skip=("ground_truth",))
 
 
 def cmd_predict(a: argparse.Namespace, pred) -> int:

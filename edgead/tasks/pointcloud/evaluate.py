@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+
 from edgead.core import metrics
 from edgead.core.errors import DataError
 from edgead.core.progress import progress_bar
@@ -37,7 +38,7 @@ def summarize(rows: list, predictor, root: Path) -> dict:
     labels = np.array([s.label for s, *_ in rows])
     raw = np.array([r for _, r, *_ in rows])
     th = predictor.cloud_thresholds.threshold if predictor.cloud_thresholds else None
-    out: dict = {"n_clouds": len(rows), "cloud_auroc": auroc(labels, raw), "point_auroc": _point_auroc(rows)}
+    out: dict = {"n_clouds": len(rows), "cloud_auroc": auroc(labels, raw), "point_auroc": point_auroc(rows)}
     if th is not None:
         flagged = raw >= th
         out.update({"false_alarms": int((flagged & (labels == 0)).sum()), "misses": int((~flagged & (labels == 1)).sum()),
@@ -46,7 +47,7 @@ def summarize(rows: list, predictor, root: Path) -> dict:
     if len(kinds) > 1:
         good = [r for r in rows if r[0].kind == GOOD]
         out["kinds"] = {k: {"cloud_auroc": auroc(np.array([s.label for s, *_ in sub]), np.array([r for _, r, *_ in sub])),
-                            "point_auroc": _point_auroc(sub)}
+                            "point_auroc": point_auroc(sub)}
                         for k in kinds for sub in [good + [r for r in rows if r[0].kind == k]]}
     marker = root / MARKER
     if marker.is_file():
@@ -55,7 +56,7 @@ def summarize(rows: list, predictor, root: Path) -> dict:
     return out
 
 
-def _point_auroc(rows: list) -> float | None:
+def point_auroc(rows: list) -> float | None:
     """Pooled over the points of normal scans and of defective scans with a mask (a defective scan
     without one counts for the cloud figures only)."""
     rows = [r for r in rows if r[0].label == 0 or r[0].mask_path is not None]

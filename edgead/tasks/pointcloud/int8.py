@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from edgead.core.errors import DataError
+from edgead.core.output_names import named_inputs
 from edgead.tasks.pointcloud.data import GOOD, CloudSample, open_clouds, read_point_mask, recorded_scans, scans
 from edgead.tasks.pointcloud.io import SUFFIXES, read_cloud
-from edgead.tasks.pointcloud.preprocess import CloudSpec, chunks, described, point_scores
+from edgead.tasks.pointcloud.preprocess import CloudSpec, chunks, described
 
 DEFAULT_CALIB = 32  # chunks of descriptors
 
@@ -20,14 +21,13 @@ def normal_scans(folder: Path) -> list[Path]:
     """A data set's train/good scans, else every scan in `folder` outside ground_truth/."""
     if (folder / "train" / GOOD).is_dir():
         return scans(folder / "train" / GOOD)
-    return [p for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix.lower() in SUFFIXES
-            and "ground_truth" not in p.relative_to(folder).parts]
+    return [f for f, _ in named_inputs([str(folder)], SUFFIXES, skip=("ground_truth",))]
 
 
 def int8_data(config: dict, calib: str | Path | None = None, calib_size: int | None = None, val: str | Path | None = None):
     from quant.int8 import Int8Data, Scores
 
-    from edgead.tasks.pointcloud.evaluate import auroc
+    from edgead.tasks.pointcloud.evaluate import auroc, point_auroc
 
     spec = CloudSpec.from_json(config["input"])
     root, recorded = recorded_scans(config, "INT8 calibration and validation") if not (calib and val) else (None, {})
@@ -60,18 +60,14 @@ def int8_data(config: dict, calib: str | Path | None = None, calib_size: int | N
         prepared.append((s, d, read_point_mask(s, len(d.valid))[d.valid]))
 
     def score(pred) -> Scores:
-        raws, points, masks = [], [], []
+        rows = []
         for s, d, mask in prepared:
-            p = point_scores(pred.raw_point_scores(d), d, spec.smooth)
-            raws.append(float(p.max()))
-            if s.label == 0 or s.mask_path is not None:
-                points.append(p)
-                masks.append(mask)
-        raw = np.array(raws)
-        labels = np.array([s.label for s, *_ in prepared])
-        pixel = auroc(np.concatenate(masks).astype(int), np.concatenate(points)) if any(m.any() for m in masks) else None
+            points, raw = pred.scores(d)
+            rows.append((s, raw, points, mask))  # evaluate's row layout
+        raw = np.array([r for _, r, *_ in rows])
+        labels = np.array([s.label for s, *_ in rows])
         return Scores(raw, pred.cloud_thresholds.normalize(raw), raw >= pred.cloud_thresholds.threshold, labels,
-                      {"cloud_auroc": auroc(labels, raw), "point_auroc": pixel})
+                      {"cloud_auroc": auroc(labels, raw), "point_auroc": point_auroc(rows)})
 
     def compare(ref: Scores, got: Scores) -> dict:
         drops = [ref.metrics[k] - got.metrics[k] for k in ("cloud_auroc", "point_auroc") if ref.metrics[k] is not None]

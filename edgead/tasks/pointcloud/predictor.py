@@ -79,11 +79,15 @@ class PointCloudPredictor(BasePredictor):
         out = np.concatenate([self.run(x[None])["point_score"][0] for x in xs])
         return out[: len(d.descriptors)]
 
+    def scores(self, d: Described) -> tuple[np.ndarray, float]:
+        """Described points -> (raw smoothed scores of the valid points, raw cloud score: the largest)."""
+        points = point_scores(self.raw_point_scores(d), d, self.spec.smooth)
+        return points, float(points.max())
+
     def analyse(self, cloud: Cloud) -> tuple[np.ndarray, float, np.ndarray]:
         """(raw smoothed scores of the valid points, raw cloud score, the valid mask)."""
         d = described(cloud, self.spec)
-        points = point_scores(self.raw_point_scores(d), d, self.spec.smooth)
-        return points, float(points.max()), d.valid
+        return (*self.scores(d), d.valid)
 
     def predict(self, cloud: CloudLike | list[CloudLike]) -> CloudResult | list[CloudResult]:
         """Score a scan (path, Cloud, or point array) or a list of them."""

@@ -68,6 +68,13 @@ def _prepare(cloud: Cloud, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     return valid, pts, nrm, spacing(pts), int(rng.integers(0, len(valid)))
 
 
+def _defect(cloud: Cloud, points: np.ndarray, marked: np.ndarray, kind: str) -> Defect:
+    """The scan with its points replaced by `points`, and `marked` (indices) as the ground truth."""
+    mask = np.zeros(len(cloud.points), bool)
+    mask[marked] = True
+    return Defect(Cloud(points, cloud.grid, cloud.viewpoint, cloud.source), mask, kind)
+
+
 def pnas(cloud: Cloud, spec: PnasSpec, seed: int) -> Defect:
     """One 3D-PNAS defect on `cloud`, deterministic for `seed`."""
     from scipy.spatial import cKDTree
@@ -93,9 +100,7 @@ def pnas(cloud: Cloud, spec: PnasSpec, seed: int) -> Defect:
     moved = region[chosen]
     out = cloud.points.copy()
     out[valid[moved]] = (pts[moved] + sign * spec.strength * step * np.sqrt(taper)[:, None] * nrm[moved]).astype(np.float32)
-    mask = np.zeros(len(cloud.points), bool)
-    mask[valid[moved]] = True
-    return Defect(Cloud(out, cloud.grid, cloud.viewpoint, cloud.source), mask, "bulge" if sign > 0 else "dent")
+    return _defect(cloud, out, valid[moved], "bulge" if sign > 0 else "dent")
 
 
 def sphere_dent(cloud: Cloud, depth: float, seed: int, area: tuple[float, float] = (0.01, 0.05)) -> Defect:
@@ -111,9 +116,7 @@ def sphere_dent(cloud: Cloud, depth: float, seed: int, area: tuple[float, float]
     cap = np.sqrt(np.clip(1 - (dist / (dist.max() + 1e-12)) ** 2, 0, 1))
     out = cloud.points.copy()
     out[valid[near]] = (pts[near] - depth * step * cap[:, None] * nrm[near]).astype(np.float32)
-    mask = np.zeros(len(cloud.points), bool)
-    mask[valid[near]] = True
-    return Defect(Cloud(out, cloud.grid, cloud.viewpoint, cloud.source), mask, "sphere_dent")
+    return _defect(cloud, out, valid[near], "sphere_dent")
 
 
 def hole(cloud: Cloud, seed: int, area: tuple[float, float] = (0.01, 0.05)) -> Defect:
@@ -128,6 +131,4 @@ def hole(cloud: Cloud, seed: int, area: tuple[float, float] = (0.01, 0.05)) -> D
     removed, ring = near[:target], near[target:]
     out = cloud.points.copy()
     out[valid[removed]] = np.nan
-    mask = np.zeros(len(cloud.points), bool)
-    mask[valid[ring]] = True
-    return Defect(Cloud(out, cloud.grid, cloud.viewpoint, cloud.source), mask, "hole")
+    return _defect(cloud, out, valid[ring], "hole")
