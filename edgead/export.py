@@ -126,7 +126,12 @@ def parity(runtime: str, artefact: Path, x: np.ndarray, reference: dict[str, np.
                               "the converter lost the output names")
         if out[name].shape != ref.shape:
             raise ExportError(f"{artefact.name}: output {name!r} shape {out[name].shape} != torch's {ref.shape}")
-        diffs.append(float(np.abs(out[name] - ref).max()))
+        got = out[name]
+        if not np.array_equal(np.isfinite(got), np.isfinite(ref)):  # NaN - x is NaN, and NaN > tolerance is False
+            bad = int((np.isfinite(got) != np.isfinite(ref)).sum())
+            raise ExportError(f"{artefact.name}: output {name!r} is NaN or infinite at {bad} of {got.size} values where "
+                              "torch's is not (or the reverse); not writing it")
+        diffs.append(float(np.abs(np.nan_to_num(got) - np.nan_to_num(ref)).max()))
     return max(diffs)
 
 

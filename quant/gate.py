@@ -35,7 +35,10 @@ class GateFailed(RuntimeError):
 
 
 def excess(values: Mapping[str, float | None], limits: Mapping[str, float]) -> float:
-    """Largest value / limit over the limited values that were measured (<= 1 passes)."""
+    """Largest value / limit over the limited values that were measured (<= 1 passes); infinite
+    when the candidate could not be measured (`values["failed"]` says why, e.g. NaN scores)."""
+    if values.get("failed"):
+        return float("inf")
     ratios = [values[k] / lim if lim > 0 else (0.0 if values[k] <= 0 else float("inf"))
               for k, lim in limits.items() if values.get(k) is not None]
     return max(ratios, default=0.0)
@@ -54,19 +57,21 @@ def run_gate(candidates: Iterable[Candidate], measure: Callable[[Candidate], dic
     tried: list[dict] = history if history is not None else []
     for cand in candidates:
         values = measure(cand)
-        tried.append({"name": cand.name, "settings": cand.settings, **values, "excess": excess(values, limits)})
-        if tried[-1]["excess"] <= 1.0:
+        ratio = excess(values, limits)
+        tried.append({"name": cand.name, "settings": cand.settings, **values, "excess": ratio if ratio < float("inf") else None})
+        if ratio <= 1.0:
             return cand, {"passed": True, "limits": dict(limits), "chosen": cand.name, "attempts": tried}
     record = {"passed": False, "limits": dict(limits), "chosen": None, "attempts": tried}
     if not tried:
         raise GateFailed(f"{what}: no candidate quantized any weights (each kept every layer with weights in FP32, "
                          "so it would be no smaller than FP32); ship FP32", record)
-    best = min(tried, key=lambda t: t["excess"])
+    best = min(tried, key=lambda t: float("inf") if t["excess"] is None else t["excess"])
     over = ", ".join(f"{k} {best[k]:.4f} > {lim}" for k, lim in limits.items()
                      if best.get(k) is not None and best[k] > lim)
-    names = "; ".join(f"{t['name']}: " + ", ".join(f"{k} {t[k]:.4f}" for k in limits if t.get(k) is not None)
+    names = "; ".join(f"{t['name']}: " + (t["failed"] if t.get("failed") else
+                                          ", ".join(f"{k} {t[k]:.4f}" for k in limits if t.get(k) is not None))
                       for t in tried)
     raise GateFailed(
-        f"{what}: INT8 accuracy is not within bounds ({over}) even at best, after {len(tried) - 1} "
+        f"{what}: INT8 accuracy is not within bounds ({over or 'no candidate could be measured'}) even at best, after {len(tried) - 1} "
         f"repair(s) [{names}]; the INT8 artefact was not written. Calibrate with more or more typical "
         "normal images (--calib), allow a larger loss (--max-drop / --max-shift) or ship FP32.", record)

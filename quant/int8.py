@@ -21,6 +21,7 @@ import numpy as np
 
 import runtimes
 from edgead import targets
+from edgead.core.metrics import NotFinite
 
 from .gate import Candidate, GateFailed, excess, run_gate
 
@@ -94,7 +95,12 @@ class Int8Session:
             return out
 
         def measure(cand: Candidate) -> dict:
-            return values(self.predictor(t.runtime, cand.path, key, "int8"))
+            try:
+                return values(self.predictor(t.runtime, cand.path, key, "int8"))
+            except NotFinite as e:  # a broken candidate, not a broken export
+                return {"failed": f"the scores are not finite ({e})"}
+            except runtimes.BackendError as e:  # e.g. a quantized division by zero
+                return {"failed": f"the runtime could not run it ({e})"}
 
         def scaled_excess(backend) -> float:  # for tools with one "drop" scalar and one max_drop
             return max_drop * excess(values(self.predictor_class.from_backend(self.config, backend, key, "int8")), limits)

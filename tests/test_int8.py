@@ -186,6 +186,32 @@ def test_gate_failure_names_the_best_drop(tmp_path):
     assert e.value.record["passed"] is False and len(e.value.record["attempts"]) == 2
 
 
+def test_a_candidate_with_nan_scores_fails_and_the_next_one_is_tried(tmp_path):
+    cands = [Candidate(n, {"m": tmp_path / n}, "m") for n in ("nan", "ok")]
+    measured = {"nan": {"failed": "the scores are not finite"}, "ok": {"drop": 0.001, "score_shift": 0.01}}
+    chosen, record = run_gate(cands, lambda c: measured[c.name], {"drop": 0.01, "score_shift": 0.05})
+    assert chosen.name == "ok" and record["attempts"][0]["excess"] is None
+    with pytest.raises(GateFailed, match="no candidate could be measured.*nan: the scores are not finite"):
+        run_gate(cands[:1], lambda c: measured[c.name], {"drop": 0.01, "score_shift": 0.05})
+
+
+def test_parity_refuses_an_artefact_with_nan_where_torch_has_numbers(tmp_path):
+    """NaN - x is NaN, and NaN > tolerance is False: a plain max-difference check would pass it."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgead.export import ExportError, parity
+
+    graph = helper.make_graph([helper.make_node("Sqrt", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
+    x = np.array([4.0, -1.0], np.float32)  # sqrt(-1) is NaN in the artefact
+    with pytest.raises(ExportError, match="NaN or infinite at 1 of 2 values"):
+        parity("onnxruntime", tmp_path / "m.onnx", x, {"y": np.array([2.0, 0.0], np.float32)}, "x")
+    assert parity("onnxruntime", tmp_path / "m.onnx", np.array([4.0, 9.0], np.float32), {"y": np.array([2.0, 3.0], np.float32)}, "x") == 0
+
+
 def test_repairs_keep_both_ends_of_the_graph_in_fp32():
     from quant.graph import ends, head_levels, input_distances, output_distances
 

@@ -335,3 +335,129 @@ def test_export_refuses_training_scans_that_changed(cloud_set, tmp_path):
     with pytest.raises(DataError, match="changed since training"):
         export(run, tmp_path / "b", ["onnx"])
     assert not (tmp_path / "b").exists()
+
+
+# ----------------------------------------------------------------------------- organised scans: GridCore
+
+
+def organised_surface(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
+    """A depth camera's view of a curved part 3 units away: (h, w, 3), a few pixels with no return."""
+    rng = np.random.default_rng(seed)
+    v, u = np.meshgrid(np.linspace(-0.5, 0.5, h), np.linspace(-0.6, 0.6, w), indexing="ij")
+    z = 3 + 0.1 * np.sin(3 * u) * np.cos(2 * v) + rng.normal(0, 0.0005, u.shape)
+    pts = np.stack([u * z / 3, v * z / 3, z], -1).astype(np.float32)
+    pts[rng.random(u.shape) < 0.01] = np.nan
+    return pts
+
+
+@pytest.fixture(scope="module")
+def grid_set(tmp_path_factory):
+    root = tmp_path_factory.mktemp("grid")
+    np.save(root / "part.npy", organised_surface())
+    out = root / "set"
+    assert main(["synth3d", str(root / "part.npy"), "--out", str(out), "--train", "4", "--good", "3",
+                 "--defects", "3", "--strengths", "strong", "--no-second"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def grid_bundle(grid_set, tmp_path_factory):
+    run = tmp_path_factory.mktemp("gridrun") / "run"
+    assert main(["train", "--model", "gridcore", "--data", str(grid_set), "--out", str(run)]) == 0
+    bundle = tmp_path_factory.mktemp("gridbundle") / "b"
+    export(run, bundle, [TARGET[r] for r in RUNTIMES])
+    return run, bundle
+
+
+def test_grid_descriptors_of_a_tilted_plane_say_flat_and_a_depth_jump_is_not_a_neighbour():
+    """On a plane every chord is perpendicular to both normals (n.d = 0) and the normals agree
+    (n_p.n_q = 1), whatever the tilt: each histogram peaks at those bins. A second plane 1 unit
+    behind (a depth jump) must not count as neighbours, or the rows next to it would not look flat."""
+    import torch
+
+    from edgead.models.gridcore import BINS, GridCore
+
+    v, u = np.meshgrid(np.linspace(-1, 1, 40), np.linspace(-1, 1, 48), indexing="ij")
+    z = 4 - (0.3 * u - 0.2 * v) + (v > 0.3)  # tilted, with a step of 1 unit across the lower rows
+    pts = np.stack([u, v, z], -1).transpose(2, 0, 1)[None].astype(np.float32)
+    model = GridCore()
+    desc, described, _ = model.describe(torch.from_numpy(pts))
+    ok = described[0, 0].numpy().ravel() > 0
+    assert ok.sum() > 500  # of the 28 x 36 points with a whole ring inside the grid
+    d = desc[0].numpy().reshape(len(model.config.scales), 3, BINS, -1)[..., ok]
+    assert (d[:, 0].argmax(1) == BINS // 2).all() and (d[:, 1].argmax(1) == BINS // 2).all()
+    assert (d[:, 2].argmax(1) == BINS - 1).all()
+
+
+def test_gridcore_runs_on_every_runtime_with_torch_s_scores(grid_bundle, grid_set):
+    run, bundle = grid_bundle
+    manifest = json.loads((bundle / "edgead.json").read_text())
+    assert manifest["input"]["form"] == "grid" and manifest["input_name"] == "xyz"
+    scans = [str(s.path) for s in open_clouds(grid_set).test]
+    ref = PointCloudPredictor(run).predict(scans)
+    for rt in RUNTIMES:
+        got = PointCloudPredictor(bundle, runtime=rt).predict(scans)
+        for r, g in zip(ref, got):
+            assert g.raw_score == pytest.approx(r.raw_score, rel=1e-4)
+            assert np.allclose(g.point_score, r.point_score, atol=1e-3, equal_nan=True)
+            assert g.is_anomalous == r.is_anomalous
+
+
+def test_gridcore_finds_strong_defects_where_they_are(grid_bundle, grid_set):
+    from edgead.tasks.pointcloud.evaluate import evaluate_pointcloud
+
+    res = evaluate_pointcloud(grid_bundle[1], grid_set)
+    assert res["point_auroc"] > 0.8 and res["cloud_auroc"] >= 0.8, res
+
+
+def test_gridcore_predicts_without_torch_or_scipy(grid_bundle, grid_set):
+    scan = sorted((grid_set / "test" / "pnas_strong").iterdir())[0]
+    r = run_blocked(f"""
+        import builtins
+        real = builtins.__import__
+        def no_scipy(name, *a, **k):
+            if name == "scipy" or name.startswith("scipy."):
+                raise ImportError("scipy blocked")
+            return real(name, *a, **k)
+        builtins.__import__ = no_scipy
+        from edgead.pointcloud_predictor import PointCloudPredictor
+        res = PointCloudPredictor({str(grid_bundle[1])!r}, runtime="onnxruntime").predict({str(scan)!r})
+        assert "torch" not in sys.modules and "scipy" not in sys.modules
+        print(res.raw_score)
+    """)
+    assert r.returncode == 0, r.stderr
+    assert float(r.stdout) == pytest.approx(PointCloudPredictor(grid_bundle[1], runtime="onnxruntime").predict(scan).raw_score, rel=1e-6)
+
+
+def test_gridcore_refuses_unorganised_and_other_sized_scans(grid_bundle, cloud_set, tmp_path):
+    pred = PointCloudPredictor(grid_bundle[1], runtime=RUNTIMES[0])
+    with pytest.raises(DataError, match="unorganised cloud; this model takes 48 x 64 organised scans"):
+        pred.predict(surface(500))
+    with pytest.raises(DataError, match="a 24 x 64 organised scan; this model takes 48 x 64"):
+        pred.predict(organised_surface(24, 64))
+    code = main(["train", "--model", "gridcore", "--data", str(cloud_set), "--out", str(tmp_path / "r")])
+    assert code == 2  # a usage / data error, not a traceback
+
+
+def test_depth_images_are_back_projected_with_their_intrinsics(tmp_path):
+    import cv2
+
+    depth = np.full((6, 8), 1500, np.uint16)  # 1.5 m in millimetres
+    depth[2, 3] = 0  # no return
+    cv2.imwrite(str(tmp_path / "d.png"), depth)
+    with pytest.raises(DataError, match="intrinsics.json"):
+        read_cloud(tmp_path / "d.png")
+    (tmp_path / "intrinsics.json").write_text(json.dumps({"fx": 500.0, "fy": 400.0, "cx": 4.0, "cy": 3.0}))
+    c = read_cloud(tmp_path / "d.png")
+    assert c.grid == (6, 8) and not c.valid[2 * 8 + 3] and c.valid.sum() == 47
+    p = c.points.reshape(6, 8, 3)
+    assert p[0, 0] == pytest.approx([(0 - 4) * 1.5 / 500, (0 - 3) * 1.5 / 400, 1.5])
+    assert p[5, 7] == pytest.approx([(7 - 4) * 1.5 / 500, (5 - 3) * 1.5 / 400, 1.5])
+    from edgead.tasks.pointcloud.cli import expand
+
+    (tmp_path / "renders").mkdir()
+    cv2.imwrite(str(tmp_path / "renders" / "pic.png"), depth)
+    assert [f.name for f, _ in expand([str(tmp_path)])] == ["d.png"]
+    (tmp_path / "intrinsics.json").write_text('{"fx": 0, "fy": 1, "cx": 0, "cy": 0}')
+    with pytest.raises(DataError, match="must be positive"):
+        read_cloud(tmp_path / "d.png")

@@ -22,6 +22,11 @@ MapsLike = Union[np.ndarray, Sequence[np.ndarray]]
 
 _CHUNK = 1 << 20
 
+
+class NotFinite(ValueError):
+    """Scores or maps hold NaN (a broken model or artefact, e.g. an INT8 candidate)."""
+
+
 __all__ = ["auroc", "image_auroc", "pixel_auroc", "aupro", "f1_max", "pixel_f1_max", "summarize"]
 
 
@@ -35,9 +40,10 @@ def _binary_inputs(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np
     if y.size and not np.isin(y, (0, 1, False, True)).all():
         raise ValueError("labels must be binary (0 = normal, 1 = anomalous)")
     if np.isnan(s).any():
-        raise ValueError("scores contain NaN")
+        raise NotFinite("scores contain NaN")
     pos = y.astype(bool)
     return np.sort(s[~pos]), np.sort(s[pos])
+
 
 
 def _require_both(neg: np.ndarray, pos: np.ndarray, what: str) -> None:
@@ -139,7 +145,7 @@ def _collect(masks: MapsLike, maps: MapsLike, regions: bool) -> _PixelData:
             n_regions += n - 1
         o1 += k
     if np.isnan(neg).any() or np.isnan(pos).any():
-        raise ValueError("maps contain NaN")
+        raise NotFinite("maps contain NaN")
     neg.sort()
     if regions:
         order = np.argsort(pos, kind="stable")

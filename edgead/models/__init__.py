@@ -30,6 +30,8 @@ MODELS: dict[str, ModelEntry] = {
                          "image is compared with a stored normal image of its product); predictions must name the product"),
     "fpfhcore": ModelEntry("edgead.models.fpfhcore", "pointcloud", "point clouds: multi-scale FPFH descriptors "
                            "and a coreset bank of normal ones; no pretrained 3-D weights needed"),
+    "gridcore": ModelEntry("edgead.models.gridcore", "pointcloud", "organised scans (depth cameras, MVTec 3D-AD): "
+                           "descriptors and bank search all inside the graph; no scipy on the device"),
     "mmae": ModelEntry("edgead.models.mmae", "signal", "signals (ECG, sensor series): multi-scale masked autoencoder, < 0.5 M parameters"),
 }
 

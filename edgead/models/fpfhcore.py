@@ -78,3 +78,4 @@ def complexity(model: FPFHCore, chunk: int) -> dict:
 
 Config = FPFHCoreConfig
 Model = FPFHCore
+FORM = "points"  # takes described points in chunks (edgead.tasks.pointcloud.preprocess)

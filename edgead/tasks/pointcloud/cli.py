@@ -10,14 +10,16 @@ import numpy as np
 
 from edgead.core.errors import DataError, UsageError
 from edgead.core.output_names import named_inputs
-from edgead.tasks.pointcloud.io import SUFFIXES
+from edgead.tasks.pointcloud.io import DEPTH_PNG, SUFFIXES, is_scan
 
 EXIT_OK, EXIT_FAILED_ITEMS = 0, 1
+NOT_SCANS = ("ground_truth", "gt", "renders")  # masks (edgead, MVTec 3D-AD) and synth3d's pictures
 
 
 def add_arguments(command: str, g: argparse._ArgumentGroup) -> None:
     if command == "train":
-        g.add_argument("--scales", default=None, help="neighbours per FPFH scale, comma-separated (default 48,96)")
+        g.add_argument("--scales", default=None, help="comma-separated: neighbours per FPFH scale (fpfhcore, default "
+                       "48,96) or ring radii in pixels (gridcore, default 2,4,6)")
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -32,9 +34,11 @@ def cmd_train(a: argparse.Namespace) -> int:
         try:
             scales = tuple(int(k) for k in a.scales.split(","))
         except ValueError as e:
-            raise UsageError(f"--scales {a.scales!r}: expected numbers of neighbours such as 16,32") from e
-        if min(scales) < 4:
-            raise UsageError(f"--scales {a.scales!r}: each scale needs at least 4 neighbours")
+            raise UsageError(f"--scales {a.scales!r}: expected whole numbers such as 16,32") from e
+        least = 1 if a.model == "gridcore" else 4
+        if min(scales) < least:
+            raise UsageError(f"--scales {a.scales!r}: each scale must be at least {least} "
+                             f"({'pixel' if least == 1 else 'neighbours'})")
     cfg = train_pointcloud(a.data[0], a.out, model=a.model, seed=a.seed, holdout=a.holdout, scales=scales, threads=a.threads)
     th = cfg["thresholds"]["cloud"]
     print(f"trained {a.model} in {cfg['train']['seconds']} s on {cfg['train']['n_fit']} scans "
@@ -44,8 +48,12 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def expand(paths: list[str]) -> list[tuple[Path, Path]]:
-    """Scan files of `paths`, outside any ground_truth/ folder, with unique output names."""
-    return named_inputs(paths, SUFFIXES, skip=("ground_truth",))
+    """Scan files of `paths` (a file given is read whatever it is; in folders, scans outside the
+    folders of masks and pictures, PNGs only as depth images with intrinsics), with unique
+    output names."""
+    given = {Path(p) for p in paths}
+    return [(f, rel) for f, rel in named_inputs(paths, SUFFIXES + (DEPTH_PNG,), skip=NOT_SCANS)
+            if f in given or is_scan(f)]
 
 
 def cmd_predict(a: argparse.Namespace, pred) -> int:

@@ -12,7 +12,7 @@ import numpy as np
 
 from edgead.core.errors import DataError
 from edgead.core.fingerprint import fingerprint
-from edgead.tasks.pointcloud.io import SUFFIXES
+from edgead.tasks.pointcloud.io import SUFFIXES, is_scan
 
 GOOD = "good"
 MARKER = "SYNTHETIC.json"  # written by `edgead synth3d`: the set's anomalies are synthetic
@@ -36,7 +36,7 @@ class CloudDataset:
 def scans(folder: Path) -> list[Path]:
     """The scans of one class folder (MVTec 3D-AD keeps them in its xyz/ subfolder)."""
     folder = folder / "xyz" if (folder / "xyz").is_dir() else folder
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES) if folder.is_dir() else []
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_scan(p)) if folder.is_dir() else []
 
 
 def _mask_of(root: Path, folder: Path, scan: Path) -> Path | None:

@@ -1,4 +1,5 @@
-"""INT8 data of point-cloud runs: calibration chunks of descriptors from the run's training scans
+"""INT8 data of point-cloud runs: calibration inputs (chunks of descriptors, or organised scans
+for GridCore) from the run's training scans
 (or `--calib`: a data set's train/good, or a folder of normal scans); validation on the test scans
 of the run's data (or of `--val`) when they hold defects (cloud and point AUROC), else on normal
 scans (score shift only)."""
@@ -9,19 +10,19 @@ from pathlib import Path
 import numpy as np
 
 from edgead.core.errors import DataError
-from edgead.core.output_names import named_inputs
+from edgead.tasks.pointcloud.cli import expand
 from edgead.tasks.pointcloud.data import GOOD, CloudSample, open_clouds, read_point_mask, recorded_scans, scans
 from edgead.tasks.pointcloud.io import SUFFIXES, read_cloud
-from edgead.tasks.pointcloud.preprocess import CloudSpec, chunks, described
+from edgead.tasks.pointcloud.preprocess import spec_from_json
 
-DEFAULT_CALIB = 32  # chunks of descriptors
+DEFAULT_CALIB = 32  # graph inputs: chunks of descriptors, or scans
 
 
 def normal_scans(folder: Path) -> list[Path]:
     """A data set's train/good scans, else every scan in `folder` outside ground_truth/."""
     if (folder / "train" / GOOD).is_dir():
         return scans(folder / "train" / GOOD)
-    return [f for f, _ in named_inputs([str(folder)], SUFFIXES, skip=("ground_truth",))]
+    return [f for f, _ in expand([str(folder)])]
 
 
 def int8_data(config: dict, calib: str | Path | None = None, calib_size: int | None = None, val: str | Path | None = None):
@@ -29,15 +30,15 @@ def int8_data(config: dict, calib: str | Path | None = None, calib_size: int | N
 
     from edgead.tasks.pointcloud.evaluate import auroc, point_auroc
 
-    spec = CloudSpec.from_json(config["input"])
+    spec = spec_from_json(config["input"])
     root, recorded = recorded_scans(config, "INT8 calibration and validation") if not (calib and val) else (None, {})
     files = normal_scans(Path(calib)) if calib else recorded["fit"]
     if not files:
         raise DataError(f"--calib {calib}: no scans ({', '.join(SUFFIXES)}) in it")
     n = calib_size or DEFAULT_CALIB
     xs = []
-    for f in files:  # only as many scans as the chunks need
-        xs.append(chunks(described(read_cloud(f), spec).descriptors, spec.chunk))
+    for f in files:  # only as many scans as the inputs need
+        xs.append(spec.graph_inputs(spec.prepare(read_cloud(f))))
         if sum(map(len, xs)) >= n:
             break
     xs = np.concatenate(xs)
@@ -55,8 +56,8 @@ def int8_data(config: dict, calib: str | Path | None = None, calib_size: int | N
     if not samples:
         raise DataError(f"{val or root}: no scans to validate INT8 on")
     prepared = []
-    for s in samples:  # descriptors once; each candidate only runs the graph
-        d = described(read_cloud(s.path), spec)
+    for s in samples:  # inputs once; each candidate only runs the graph
+        d = spec.prepare(read_cloud(s.path))
         prepared.append((s, d, read_point_mask(s, len(d.valid))[d.valid]))
 
     def score(pred) -> Scores:
@@ -75,5 +76,5 @@ def int8_data(config: dict, calib: str | Path | None = None, calib_size: int | N
                     for c in (0, 1) if (ref.labels == c).any())
         return {"drop": float(max(drops)) if drops else None, "score_shift": shift}
 
-    return Int8Data(xs, {"source": Path(calib).name if calib else "training scans", "n_chunks": int(len(xs))},
+    return Int8Data(xs, {"source": Path(calib).name if calib else "training scans", "n_inputs": int(len(xs))},
                     what, score, compare, score_stats=True)

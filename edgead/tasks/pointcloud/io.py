@@ -1,6 +1,7 @@
 """Point clouds in and out, numpy only (the device path): PCD (ascii, binary, binary_compressed),
 PLY (ascii and binary, the vertex positions), XYZ / CSV / TXT columns, NumPy arrays (N x 3, or
-H x W x 3 organised) and MVTec 3D-AD `xyz` TIFFs. Invalid points (NaN, inf, or exactly 0, 0, 0)
+H x W x 3 organised), MVTec 3D-AD `xyz` TIFFs, and depth images (16-bit PNG or one-channel
+TIFF) back-projected with the camera's intrinsics from an `intrinsics.json` beside them. Invalid points (NaN, inf, or exactly 0, 0, 0)
 are kept in place, so that an organised scan keeps its grid; `Cloud.valid` marks the others."""
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from edgead.core.errors import DataError
 from edgead.tasks.pointcloud import lzf
 
 SUFFIXES = (".pcd", ".ply", ".xyz", ".csv", ".txt", ".npy", ".tiff", ".tif")
+DEPTH_PNG = ".png"  # a scan only where an intrinsics file is found (else a mask or a picture)
+INTRINSICS = "intrinsics.json"
+INTRINSICS_LEVELS = 3  # the scan's folder and up to this many above it (e.g. the data set's root)
 PCD_TYPES = {("F", 4): "<f4", ("F", 8): "<f8", ("U", 1): "u1", ("U", 2): "<u2", ("U", 4): "<u4", ("U", 8): "<u8",
              ("I", 1): "i1", ("I", 2): "<i2", ("I", 4): "<i4", ("I", 8): "<i8"}
 PLY_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2", "ushort": "u2",
@@ -49,16 +53,67 @@ class Cloud:
         return centre + 10 * max(float(np.abs(sample).max()), 1e-9) * axis
 
 
+@dataclass(frozen=True)
+class Intrinsics:
+    """A pinhole depth camera: focal lengths and principal point in pixels, and the depth unit."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    depth_scale: float = 0.001  # scene units per depth value (16-bit PNGs of RealSense, Kinect: millimetres)
+
+    @classmethod
+    def read(cls, path: Path) -> "Intrinsics":
+        import json
+
+        try:
+            d = json.loads(path.read_text())
+            k = cls(float(d["fx"]), float(d["fy"]), float(d["cx"]), float(d["cy"]), float(d.get("depth_scale", 0.001)))
+        except (ValueError, KeyError, TypeError) as e:
+            raise DataError(f"{path}: not valid intrinsics ({e}); expected JSON with fx, fy, cx, cy in pixels and "
+                            "optionally depth_scale (scene units per depth value, default 0.001)") from e
+        if min(k.fx, k.fy, k.depth_scale) <= 0:
+            raise DataError(f"{path}: fx, fy and depth_scale must be positive")
+        return k
+
+
+def intrinsics_for(path: Path) -> Path | None:
+    """The intrinsics.json that applies to a depth image: in its folder or the nearest above."""
+    for folder in list(Path(path).resolve().parents)[: INTRINSICS_LEVELS + 1]:
+        if (folder / INTRINSICS).is_file():
+            return folder / INTRINSICS
+    return None
+
+
+def is_scan(path: Path) -> bool:
+    """A file edgead reads as a scan (a PNG only as a depth image with intrinsics)."""
+    suffix = path.suffix.lower()
+    return suffix in SUFFIXES or (suffix == DEPTH_PNG and intrinsics_for(path) is not None)
+
+
+def depth_cloud(depth: np.ndarray, k: Intrinsics) -> Cloud:
+    """(H, W) depth values -> the organised cloud in the camera's frame (0 or non-finite depth:
+    no return, an invalid point)."""
+    z = depth.astype(np.float64) * k.depth_scale
+    z = np.where(np.isfinite(z) & (z > 0), z, 0)
+    v, u = np.indices(depth.shape)
+    xyz = np.stack([(u - k.cx) * z / k.fx, (v - k.cy) * z / k.fy, z], -1)
+    return Cloud(xyz.reshape(-1, 3).astype(np.float32), depth.shape, np.zeros(3, np.float32))
+
+
 def read_cloud(path: str | os.PathLike) -> Cloud:
     """Read one scan; DataError (what, where, how to fix) for anything unreadable or empty."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     suffix = path.suffix.lower()
-    readers = {".pcd": _read_pcd, ".ply": _read_ply, ".npy": _read_npy, ".tiff": _read_tiff, ".tif": _read_tiff}
+    readers = {".pcd": _read_pcd, ".ply": _read_ply, ".npy": _read_npy, ".tiff": _read_tiff, ".tif": _read_tiff,
+               DEPTH_PNG: _read_depth}
     reader = readers.get(suffix, _read_columns if suffix in (".xyz", ".csv", ".txt") else None)
     if reader is None:
-        raise DataError(f"{path}: unknown point-cloud format {suffix!r}; use one of {', '.join(SUFFIXES)}")
+        raise DataError(f"{path}: unknown point-cloud format {suffix!r}; use one of {', '.join(SUFFIXES)} "
+                        f"(or {DEPTH_PNG} depth images with an {INTRINSICS})")
     try:
         cloud = reader(path)
     except DataError:
@@ -203,9 +258,25 @@ def _read_tiff(path: Path) -> Cloud:
     import cv2
 
     a = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if a is not None and a.ndim == 2:
+        return _read_depth(path, a)
     if a is None or a.ndim != 3 or a.shape[2] != 3:
-        raise DataError(f"{path}: expected an H x W x 3 float TIFF of x, y, z (MVTec 3D-AD xyz/)")
+        raise DataError(f"{path}: expected an H x W x 3 float TIFF of x, y, z (MVTec 3D-AD xyz/) or a one-channel "
+                        f"depth TIFF with an {INTRINSICS}")
     return Cloud(np.ascontiguousarray(a[..., ::-1].reshape(-1, 3), np.float32), (a.shape[0], a.shape[1]))
+
+
+def _read_depth(path: Path, depth: np.ndarray | None = None) -> Cloud:
+    import cv2
+
+    found = intrinsics_for(path)
+    if found is None:
+        raise DataError(f"{path}: a depth image needs the camera's intrinsics: put an {INTRINSICS} with fx, fy, cx, cy "
+                        f"(pixels) and depth_scale (scene units per depth value) in its folder or one above it")
+    depth = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if depth is None else depth
+    if depth is None or depth.ndim != 2:
+        raise DataError(f"{path}: expected a one-channel depth image (16-bit PNG or float TIFF)")
+    return depth_cloud(depth, Intrinsics.read(found))
 
 
 def write_pcd(path: str | os.PathLike, cloud: Cloud) -> None:

@@ -1,5 +1,6 @@
-"""The torch-free PointCloudPredictor: a scan -> descriptors (numpy, scipy) -> runtime -> point
-scores -> thresholds. Imports numpy, scipy and one runtime; never torch (except to run a
+"""The torch-free PointCloudPredictor: a scan -> the graph's input (FPFH descriptors computed in
+numpy and scipy; or, for GridCore, the organised scan itself) -> runtime -> point scores ->
+thresholds. Imports numpy, scipy and one runtime; never torch (except to run a
 training run folder directly)."""
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from edgead.core.errors import DataError, UsageError
 from edgead.core.predictor import BasePredictor
 from edgead.core.thresholds import ThresholdSet
 from edgead.tasks.pointcloud.io import Cloud, read_cloud
-from edgead.tasks.pointcloud.preprocess import CloudSpec, Described, chunks, described, point_scores
+from edgead.tasks.pointcloud.preprocess import spec_from_json
 
 CloudLike = str | os.PathLike | np.ndarray | Cloud
 
@@ -58,11 +59,12 @@ class PointCloudPredictor(BasePredictor):
     default_input_name = "descriptors"
 
     def _setup(self, config) -> None:
-        try:
-            import scipy  # noqa: F401 - neighbours and the FPFH sums
-        except ImportError as e:
-            raise UsageError("point-cloud models need scipy on the device: pip install 'edgead[pointcloud]'") from e
-        self.spec = CloudSpec.from_json(config["input"])
+        self.spec = spec_from_json(config["input"])
+        if self.spec.form == "points":
+            try:
+                import scipy  # noqa: F401 - neighbours and the FPFH sums
+            except ImportError as e:
+                raise UsageError("point-cloud models need scipy on the device: pip install 'edgead[pointcloud]'") from e
         th = config.get("thresholds") or {}
         self.cloud_thresholds = ThresholdSet.from_json(th["cloud"]) if "cloud" in th else None
         self.point_thresholds = ThresholdSet.from_json(th["point"]) if "point" in th else None
@@ -73,21 +75,16 @@ class PointCloudPredictor(BasePredictor):
             raise UsageError("this model has no thresholds to override; train it with `edgead train`")
         self.cloud_thresholds.set_manual(raw)
 
-    def raw_point_scores(self, d: Described) -> np.ndarray:
-        """Descriptors of the valid points -> their raw scores from the runtime (chunk by chunk)."""
-        xs = chunks(d.descriptors, self.spec.chunk)
-        out = np.concatenate([self.run(x[None])["point_score"][0] for x in xs])
-        return out[: len(d.descriptors)]
-
-    def scores(self, d: Described) -> tuple[np.ndarray, float]:
-        """Described points -> (raw smoothed scores of the valid points, raw cloud score: the largest)."""
-        points = point_scores(self.raw_point_scores(d), d, self.spec.smooth)
-        return points, float(points.max())
+    def scores(self, prepared) -> tuple[np.ndarray, float]:
+        """A scan prepared by `self.spec.prepare` -> (raw smoothed scores of its valid points, raw
+        cloud score: the largest)."""
+        outputs = np.stack([self.run(x[None])["point_score"][0] for x in self.spec.graph_inputs(prepared)])
+        return self.spec.finish(self.spec.point_scores(outputs, prepared))
 
     def analyse(self, cloud: Cloud) -> tuple[np.ndarray, float, np.ndarray]:
         """(raw smoothed scores of the valid points, raw cloud score, the valid mask)."""
-        d = described(cloud, self.spec)
-        return (*self.scores(d), d.valid)
+        prepared = self.spec.prepare(cloud)
+        return (*self.scores(prepared), prepared.valid)
 
     def predict(self, cloud: CloudLike | list[CloudLike]) -> CloudResult | list[CloudResult]:
         """Score a scan (path, Cloud, or point array) or a list of them."""

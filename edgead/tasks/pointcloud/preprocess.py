@@ -23,12 +23,29 @@ class CloudSpec:
     chunk: int = 4096  # descriptors per graph call (a static shape)
     max_points: int = 16384  # described points per cloud; the others take their nearest one's score
 
+    form = "points"
+
+    def prepare(self, cloud: Cloud) -> "Described":
+        return described(cloud, self)
+
+    def graph_inputs(self, d: "Described") -> np.ndarray:
+        return chunks(d.descriptors, self.chunk)
+
+    def point_scores(self, outputs: np.ndarray, d: "Described") -> np.ndarray:
+        """(chunks, chunk) graph outputs -> (V,) scores of the valid points."""
+        return point_scores(outputs.reshape(-1)[: len(d.descriptors)], d, self.smooth)
+
+    @staticmethod
+    def finish(points: np.ndarray) -> tuple[np.ndarray, float]:
+        """Point scores -> (point scores, cloud score: the largest)."""
+        return points, float(points.max())
+
     @property
     def dim(self) -> int:
         return 33 * len(self.scales)
 
     def to_json(self) -> dict:
-        return {**asdict(self), "scales": list(self.scales), "dim": self.dim}
+        return {"form": self.form, **asdict(self), "scales": list(self.scales), "dim": self.dim}
 
     @classmethod
     def from_json(cls, d: dict) -> "CloudSpec":
@@ -75,3 +92,10 @@ def point_scores(raw: np.ndarray, d: Described, k: int) -> np.ndarray:
     k = max(1, min(k, d.neighbours.index.shape[1]))
     smooth = raw[d.neighbours.index[:, :k]].mean(1).astype(np.float32)
     return smooth if d.nearest is None else smooth[d.nearest]
+
+
+def spec_from_json(d: dict):
+    """A run's input spec: GridSpec for organised-scan models (GridCore), else CloudSpec."""
+    from edgead.tasks.pointcloud.grid import FORM, GridSpec
+
+    return GridSpec.from_json(d) if d.get("form") == FORM else CloudSpec.from_json(d)

@@ -1,6 +1,6 @@
 """The point-cloud task: scans in; per-point FPFH descriptors computed before the graph (numpy,
-scipy), their distance to a bank of normal descriptors in the graph, smoothing, the cloud score
-and thresholds after it."""
+scipy) or, for organised scans (GridCore), inside it; their distance to a bank of normal
+descriptors in the graph; the cloud score and thresholds after it."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,7 +25,7 @@ class PointCloudTask(Task):
     cli_predict = staticmethod(cli.cmd_predict)
     add_commands = staticmethod(cli.add_commands)
 
-    def train(self, data, out, model: str = "fpfhcore", **options) -> dict:
+    def train(self, data, out, model: str | None = None, **options) -> dict:
         from edgead.tasks.pointcloud.train import train_pointcloud
 
         return train_pointcloud(data, out, model=model, **options)
@@ -39,35 +39,39 @@ class PointCloudTask(Task):
         return Path(data).is_dir()  # a data set; one scan (`benchmark --data scan.pcd`) is only timed
 
     def input_text(self, spec: Mapping) -> str:
+        if spec.get("form") == "grid":
+            return f"3x{spec['graph_shape'][0]}x{spec['graph_shape'][1]} organised points"
         return f"{spec['dim']}x{spec['chunk']} descriptors"
 
     def manifest_outputs(self) -> dict:
-        return {"point_score": "point_score", "layout": "NL",
-                "computed_before_graph": ["valid points (finite, not 0,0,0)", "k nearest neighbours, PCA normals "
-                                          "facing the viewpoint, FPFH at input.scales", "chunks of input.chunk descriptors"],
-                "computed_after_graph": ["mean over input.smooth nearest points", "cloud score: the largest point score",
-                                         "threshold normalisation"]}
+        return {"point_score": "point_score", "layout": "NL (points form) or NHW (grid form)",
+                "computed_before_graph": {
+                    "points": ["valid points (finite, not 0,0,0)", "k nearest neighbours, PCA normals facing the viewpoint, "
+                               "FPFH at input.scales", "chunks of input.chunk descriptors"],
+                    "grid": ["every input.stride-th row and column of the organised scan, invalid points as 0,0,0"]},
+                "computed_after_graph": {
+                    "points": ["mean over input.smooth nearest points", "cloud score: the largest point score",
+                               "threshold normalisation"],
+                    "grid": ["each valid point takes its nearest grid point's score", "cloud score: the largest point score",
+                             "threshold normalisation"]}}
 
     def sample_input(self, run: Mapping, sample: Any = None) -> tuple[np.ndarray, str]:
-        from edgead.tasks.pointcloud.io import read_cloud
-        from edgead.tasks.pointcloud.preprocess import CloudSpec, chunks, described
+        from edgead.tasks.pointcloud.io import Cloud, read_cloud
         from edgead.tasks.pointcloud.predictor import as_cloud
+        from edgead.tasks.pointcloud.preprocess import spec_from_json
 
-        spec = CloudSpec.from_json(run["input"])
+        spec = spec_from_json(run["input"])
         if sample is not None:
-            return chunks(described(as_cloud(sample), spec).descriptors, spec.chunk)[:1], "a cloud given by the caller"
+            return spec.graph_inputs(spec.prepare(as_cloud(sample)))[:1], "a cloud given by the caller"
         from edgead.tasks.pointcloud.data import recorded_scans
 
         first = Path(run["train"]["data"]["source"]) / run["train"]["split"]["fit"][0]
         if not first.parent.is_dir() or not first.is_file():
-            rng = np.random.default_rng(0)
-            pts = rng.normal(size=(2048, 3)).astype(np.float32) * [1, 1, 0.05]
-            from edgead.tasks.pointcloud.io import Cloud
-
-            return (chunks(described(Cloud(pts, viewpoint=np.array([0, 0, 10], np.float32)), spec).descriptors, spec.chunk)[:1],
-                    f"a synthetic noisy plane: the training scan ({first}) is not there any more")
-        recorded_scans(run, "the export parity check")  # raises if the scans changed since training
-        return chunks(described(read_cloud(first), spec).descriptors, spec.chunk)[:1], f"training scan {run['train']['split']['fit'][0]}"
+            cloud, what = synthetic_surface(spec), f"a synthetic wavy surface: the training scan ({first}) is not there any more"
+        else:
+            recorded_scans(run, "the export parity check")  # raises if the scans changed since training
+            cloud, what = read_cloud(first), f"training scan {run['train']['split']['fit'][0]}"
+        return spec.graph_inputs(spec.prepare(cloud))[:1], what
 
     def int8_data(self, run: Mapping, calib=None, calib_size: int | None = None, val=None):
         from edgead.tasks.pointcloud.int8 import int8_data
@@ -89,20 +93,30 @@ class PointCloudTask(Task):
         return {"points": TIMING_POINTS}, f"a synthetic {TIMING_POINTS}-point surface (pass --data to time your own scan)"
 
     def timing_calls(self, predictor, spec: Mapping):
-        from edgead.tasks.pointcloud.preprocess import chunks, described
-
-        cloud = timing_cloud(spec)
-        xs = chunks(described(cloud, predictor.spec).descriptors, predictor.spec.chunk)
+        cloud = timing_cloud(spec, predictor.spec)
+        xs = predictor.spec.graph_inputs(predictor.spec.prepare(cloud))
         return (lambda i: predictor.run(xs[i % len(xs)][None]), lambda i: predictor.predict(cloud))
 
 
-def timing_cloud(spec: Mapping):
-    """The scan to time with: the given file, or a wavy synthetic surface of spec['points'] points."""
-    from edgead.tasks.pointcloud.io import Cloud, read_cloud
+def synthetic_surface(spec, points: int = TIMING_POINTS):
+    """A wavy noise-free surface: organised on the model's grid (GridSpec), else `points` points."""
+    from edgead.tasks.pointcloud.io import Cloud
+
+    if getattr(spec, "form", "points") == "grid":
+        h, w = spec.shape
+        v, u = np.meshgrid(np.linspace(-1, 1, h), np.linspace(-1, 1, w), indexing="ij")
+        z = 3 + 0.1 * np.sin(3 * u) * np.cos(2 * v)
+        return Cloud(np.stack([u * z / 3, v * z / 3, z], -1).reshape(-1, 3).astype(np.float32), (h, w))
+    uv = np.random.default_rng(0).uniform(-1, 1, (points, 2))
+    z = 0.1 * np.sin(3 * uv[:, 0]) * np.cos(2 * uv[:, 1])
+    return Cloud(np.c_[uv, z].astype(np.float32), viewpoint=np.array([0, 0, 10], np.float32))
+
+
+def timing_cloud(spec: Mapping, model_spec=None):
+    """The scan to time with: the given file, or a synthetic surface (spec['points'] points, or the
+    model's grid)."""
+    from edgead.tasks.pointcloud.io import read_cloud
 
     if spec.get("scan"):
         return read_cloud(spec["scan"])
-    rng = np.random.default_rng(0)
-    uv = rng.uniform(-1, 1, (int(spec["points"]), 2))
-    z = 0.1 * np.sin(3 * uv[:, 0]) * np.cos(2 * uv[:, 1])
-    return Cloud(np.c_[uv, z].astype(np.float32), viewpoint=np.array([0, 0, 10], np.float32))
+    return synthetic_surface(model_spec, int(spec["points"]))

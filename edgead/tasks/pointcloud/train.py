@@ -1,5 +1,7 @@
-"""`edgead train --model fpfhcore`: a memory bank of normal descriptors from `train/good`
-scans, thresholds from held-out normal scans, saved as a run (task "pointcloud")."""
+"""`edgead train --model fpfhcore|gridcore`: a memory bank of normal descriptors from
+`train/good` scans, thresholds from held-out normal scans, saved as a run (task "pointcloud").
+Without --model: gridcore when the scans are organised (everything inside the graph), else
+fpfhcore."""
 from __future__ import annotations
 
 import dataclasses
@@ -18,9 +20,11 @@ from edgead.core.thresholds import ThresholdSet
 from edgead.tasks.pointcloud.data import CloudSample, open_clouds
 from edgead.tasks.pointcloud.io import read_cloud
 from edgead.tasks.pointcloud.predictor import PointCloudPredictor
-from edgead.tasks.pointcloud.preprocess import CloudSpec, described
+from edgead.tasks.pointcloud.grid import GridSpec
+from edgead.tasks.pointcloud.preprocess import CloudSpec
 
-DEFAULT_MODEL = "fpfhcore"
+DEFAULT_MODEL = "fpfhcore"  # unorganised scans
+GRID_MODEL = "gridcore"  # organised scans
 PER_CLOUD = 8192  # descriptors drawn from each training scan for the bank
 
 
@@ -33,19 +37,38 @@ def split_scans(samples: list[CloudSample], fraction: float, seed: int) -> tuple
     return [s for i, s in enumerate(samples) if i not in hold], [s for i, s in enumerate(samples) if i in hold]
 
 
-def train_pointcloud(data: str | Path, out: str | Path, model: str = DEFAULT_MODEL, seed: int = 0,
+def default_model(data: str | Path) -> str:
+    """gridcore when the first training scan is organised, else fpfhcore."""
+    ds = open_clouds(data)
+    return GRID_MODEL if ds.train and read_cloud(ds.train[0].path).grid is not None else DEFAULT_MODEL
+
+
+def fit_descriptors(net, spec, cloud):
+    """(M, dim) descriptors of a normal scan's described points, as the graph sees them."""
+    if spec.form == "points":
+        return spec.prepare(cloud).descriptors
+    import torch
+
+    with torch.no_grad():
+        desc, ok, _ = net.describe(torch.from_numpy(spec.prepare(cloud).x))
+    return desc[0].flatten(1)[:, ok[0, 0].flatten() > 0].T.numpy()
+
+
+def train_pointcloud(data: str | Path, out: str | Path, model: str | None = None, seed: int = 0,
                      holdout: float = 0.15, scales: tuple[int, ...] | None = None, smooth: int | None = None,
                      max_points: int | None = None, threads: int | None = None, overrides: dict | None = None) -> dict:
     """Fit `model` on `data/train/good` and write the run folder `out`. `scales`, `smooth` and
-    `max_points` override the CloudSpec defaults (preprocess.py)."""
+    `max_points` override the defaults (CloudSpec in preprocess.py; for gridcore, `scales` and
+    `smooth` are in pixels and go to its config)."""
     import torch
 
     from edgead.models import configured, get, save_run, torch_backend
     from edgead.tasks import check_model
 
-    check_model(model, "pointcloud", DEFAULT_MODEL)
     if not isinstance(data, (str, Path)):
         raise UsageError(f"point-cloud models train on one data set; got {data!r}")
+    model = model or default_model(data)
+    check_model(model, "pointcloud", DEFAULT_MODEL)
     if not 0 < holdout < 1:
         raise UsageError(f"--holdout must be a fraction between 0 and 1, got {holdout}")
     check_replaceable(out, RUN_FILE)
@@ -58,14 +81,18 @@ def train_pointcloud(data: str | Path, out: str | Path, model: str = DEFAULT_MOD
     if len(ds.train) < 2:
         raise DataError(f"{ds.root / 'train' / 'good'}: {len(ds.train)} normal scans; at least 2 are needed "
                         "(one to fit, one held out for the threshold)")
-    spec = CloudSpec(**{k: v for k, v in (("scales", scales), ("smooth", smooth), ("max_points", max_points)) if v is not None})
     fit_set, hold_set = split_scans(ds.train, holdout, seed)
+    if getattr(mod, "FORM", "points") == "grid":
+        spec = GridSpec.for_scan(read_cloud(fit_set[0].path), max_points or CloudSpec.max_points)
+        cfg.scales, cfg.smooth = tuple(scales or cfg.scales), smooth or cfg.smooth
+    else:
+        spec = CloudSpec(**{k: v for k, v in (("scales", scales), ("smooth", smooth), ("max_points", max_points)) if v is not None})
+    net = mod.Model(cfg)
     rng = np.random.default_rng(seed)
     parts = []
     for s in progress_bar(fit_set, desc="descriptors"):
-        d = described(read_cloud(s.path), spec).descriptors
+        d = fit_descriptors(net, spec, read_cloud(s.path))
         parts.append(d[rng.permutation(len(d))[:PER_CLOUD]])
-    net = mod.Model(cfg)
     log = mod.fit(net, np.concatenate(parts), seed=seed)
     net.eval()
 
@@ -75,7 +102,8 @@ def train_pointcloud(data: str | Path, out: str | Path, model: str = DEFAULT_MOD
         "model": {"name": model, "config": dataclasses.asdict(cfg)},
         "input": spec.to_json(),
         "input_name": net.input_name,
-        "post": {"point_score": f"mean of the raw scores of a point's {spec.smooth} nearest points",
+        "post": {"point_score": (f"mean of the raw scores of a point's {spec.smooth} nearest points" if spec.form == "points"
+                                 else "the score of the point's nearest grid point in the graph's output"),
                  "cloud_score": "the largest point score"},
         "outputs": {"point_score": "point_score"},
     }
@@ -95,6 +123,6 @@ def train_pointcloud(data: str | Path, out: str | Path, model: str = DEFAULT_MOD
         "n_fit": len(fit_set), "n_holdout": len(hold_set), "seed": seed,
         "seconds": round(time.time() - t0, 1), "log": log,
     }
-    config["complexity"] = mod.complexity(net, spec.chunk)
+    config["complexity"] = mod.complexity(net, spec.chunk if spec.form == "points" else spec.graph_shape)
     save_run(out, net, config)
     return config
