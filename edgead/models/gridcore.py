@@ -3,16 +3,17 @@ normals, the descriptors and the bank search all inside the graph. On a grid eve
 a fixed pixel offset, so a neighbourhood is a shifted copy of the map: slices of one padded
 tensor, no gathers, one static shape for every runtime.
 
-Per scale s (pixels), over the 8 neighbours q at offset s of a point p, with d the unit chord
-p -> q: soft histograms (11 triangular bins on [-1, 1]) of n_p.d, n_q.d and n_p.n_q. These are
-FPFH's pair features as cosines (no arctan, which the runtimes lack); a point's histogram plus
+Per scale s (pixels), over 16 neighbours q on the square ring at distance s from a point p, with
+d the unit chord p -> q: soft histograms (11 triangular bins on [-1, 1]) of n_p.d, n_q.d and
+n_p.n_q. These are FPFH's pair features as cosines (ONNX has no atan2); a point's histogram plus
 the mean over its (2s+1)^2 window, as FPFH adds its neighbours'. A neighbour that is invalid or
-farther than `gate` x s x the point's own spacing (a depth jump between two surfaces) is left
-out. Normals: the cross products of the chords to the 4 neighbours at the smallest scale, summed
+farther than `gate` x its pixel distance x the point's own spacing (a depth jump) is left
+out, and a point with under `min_pairs` of its ring (a boundary) is not "well described".
+Normals: the cross products of the chords to the 4 neighbours at the smallest scale, summed
 over a 3 x 3 window (a stereo scan is noisy pixel to pixel), oriented by the grid itself.
 
 Then the standardised descriptors' distance to the nearest of a coreset bank (FPFH-Core's
-search), and the mean of the valid points' scores over a (2 smooth + 1)^2 window."""
+search), and each point's mean over the well-described points of its (2 smooth + 1)^2 window."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -81,7 +82,7 @@ class GridCore(nn.Module):
         self.search = FPFHCore(cfg)
         self.register_buffer("centres", torch.linspace(-1, 1, BINS).view(1, BINS, 1, 1))
 
-    def describe(self, xyz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def describe(self, xyz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(n, 3, H, W) points (invalid ones 0, 0, 0) -> ((n, dim, H, W) descriptors, (n, 1, H, W)
         1 where a point is valid and has `min_pairs` usable neighbours at every scale, (n, 1, H, W)
         1 where it has one at least)."""

@@ -52,11 +52,12 @@ class PointCloudTask(Task):
                 "computed_after_graph": {
                     "points": ["mean over input.smooth nearest points", "cloud score: the largest point score",
                                "threshold normalisation"],
-                    "grid": ["each valid point takes its nearest grid point's score", "cloud score: the largest point score",
-                             "threshold normalisation"]}}
+                    "grid": ["each valid point takes its nearest grid point's score (negative: weakly described)",
+                             "cloud score: the largest positive score; negative scores become their magnitude, "
+                             "capped at it", "threshold normalisation"]}}
 
     def sample_input(self, run: Mapping, sample: Any = None) -> tuple[np.ndarray, str]:
-        from edgead.tasks.pointcloud.io import Cloud, read_cloud
+        from edgead.tasks.pointcloud.io import read_cloud
         from edgead.tasks.pointcloud.predictor import as_cloud
         from edgead.tasks.pointcloud.preprocess import spec_from_json
 

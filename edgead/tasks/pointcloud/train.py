@@ -104,7 +104,8 @@ def train_pointcloud(data: str | Path, out: str | Path, model: str | None = None
         "input_name": net.input_name,
         "post": {"point_score": (f"mean of the raw scores of a point's {spec.smooth} nearest points" if spec.form == "points"
                                  else "the score of the point's nearest grid point in the graph's output"),
-                 "cloud_score": "the largest point score"},
+                 "cloud_score": ("the largest point score" if spec.form == "points"
+                                 else "the largest score of a well-described point (GridSpec.finish)")},
         "outputs": {"point_score": "point_score"},
     }
     predictor = PointCloudPredictor.from_backend(config, torch_backend(net))
