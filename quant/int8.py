@@ -111,7 +111,8 @@ class Int8Session:
             extra["validation"] = module.Validation(data.accuracy_control.items, data.accuracy_control.to_input,
                                                     scaled_excess)
         cands = module.candidates(fp32_file, data.calib, workdir, max_drop=max_drop, history=history, **extra)
-        fp32_bytes = sum(f.stat().st_size for f in fp32_file.parent.glob(fp32_file.stem + ".*"))
+        # the target's own files: in an existing bundle, model.* also matches the other targets'
+        fp32_bytes = sum((fp32_file.parent / name).stat().st_size for name in t.files)
         try:
             chosen, record = run_gate(smaller_than(cands, fp32_bytes), measure, limits, what=f"{key} ({t.runtime})",
                                       history=history)
@@ -135,6 +136,12 @@ class Int8Session:
 
 
 NOT_SMALLER = 0.9  # an "INT8" artefact at least this share of the FP32 size quantized none of the weights
+
+
+def fp32_size(fp32_file: Path, target: str) -> int:
+    """Bytes of `target`'s FP32 files beside `fp32_file` (its own files only: in a bundle,
+    model.* also matches the other targets')."""
+    return sum((fp32_file.parent / name).stat().st_size for name in targets.get(target).files)
 
 
 def smaller_than(cands, fp32_bytes: int):

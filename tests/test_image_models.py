@@ -16,8 +16,8 @@ from edgead.models import MODELS, fader, patchcore, pbas
 from edgead.tasks.image.predictor import Predictor
 from edgead.tasks.image.preprocess import read_image
 
-IMAGE_MODELS = ["patchcore", "pbas", "fader", "padim", "uniad", "onenip"]
-EPOCHS = {"patchcore": None, "pbas": 60, "fader": 20, "padim": None, "uniad": 40, "onenip": 40}  # enough for maps that survive INT8
+IMAGE_MODELS = ["patchcore", "pbas", "fader", "padim", "uniad", "onenip", "pradot"]
+EPOCHS = {"patchcore": None, "pbas": 60, "fader": 20, "padim": None, "uniad": 40, "onenip": 40, "pradot": None}  # enough for maps that survive INT8
 SIZE = {"uniad": 96, "onenip": 96}  # their neighbour mask needs a 6 x 6 token grid; the others train at 64 px
 RUNTIMES = [t.runtime for t in targets.TARGETS.values() if runtimes.available(t.runtime)]
 TARGET = {r: targets.for_runtime(r).name for r in RUNTIMES}

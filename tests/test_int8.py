@@ -186,6 +186,18 @@ def test_gate_failure_names_the_best_drop(tmp_path):
     assert e.value.record["passed"] is False and len(e.value.record["attempts"]) == 2
 
 
+def test_the_size_bar_counts_only_the_target_s_own_fp32_files(tmp_path):
+    """INT8 from an existing bundle: model.* there also matches the other targets' files, which
+    let an INT8 artefact larger than its FP32 one through the size check."""
+    from quant.int8 import fp32_size
+
+    for name, size in (("model.onnx", 100), ("model.xml", 10), ("model.bin", 200), ("model.tflite", 90)):
+        (tmp_path / name).write_bytes(b"x" * size)
+    assert fp32_size(tmp_path / "model.onnx", "onnx") == 100
+    assert fp32_size(tmp_path / "model.xml", "openvino") == 210
+    assert fp32_size(tmp_path / "model.tflite", "tflite") == 90
+
+
 def test_a_candidate_with_nan_scores_fails_and_the_next_one_is_tried(tmp_path):
     cands = [Candidate(n, {"m": tmp_path / n}, "m") for n in ("nan", "ok")]
     measured = {"nan": {"failed": "the scores are not finite"}, "ok": {"drop": 0.001, "score_shift": 0.01}}

@@ -192,9 +192,13 @@ def test_synth3d_writes_a_labelled_set_with_pictures(cloud_set):
 def test_every_runtime_gives_torch_s_point_scores(cloud_bundle, cloud_set):
     run, bundle = cloud_bundle
     scans = [s.path for s in open_clouds(cloud_set).test][:4]
-    ref = PointCloudPredictor(run).predict([str(p) for p in scans])
+    assert_every_runtime_scores_as_torch(run, bundle, [str(p) for p in scans])
+
+
+def assert_every_runtime_scores_as_torch(run, bundle, scans: list[str]) -> None:
+    ref = PointCloudPredictor(run).predict(scans)
     for rt in RUNTIMES:
-        got = PointCloudPredictor(bundle, runtime=rt).predict([str(p) for p in scans])
+        got = PointCloudPredictor(bundle, runtime=rt).predict(scans)
         for r, g in zip(ref, got):
             assert g.raw_score == pytest.approx(r.raw_score, rel=1e-4)
             assert np.allclose(g.point_score, r.point_score, atol=1e-3, equal_nan=True)
@@ -393,14 +397,7 @@ def test_gridcore_runs_on_every_runtime_with_torch_s_scores(grid_bundle, grid_se
     run, bundle = grid_bundle
     manifest = json.loads((bundle / "edgead.json").read_text())
     assert manifest["input"]["form"] == "grid" and manifest["input_name"] == "xyz"
-    scans = [str(s.path) for s in open_clouds(grid_set).test]
-    ref = PointCloudPredictor(run).predict(scans)
-    for rt in RUNTIMES:
-        got = PointCloudPredictor(bundle, runtime=rt).predict(scans)
-        for r, g in zip(ref, got):
-            assert g.raw_score == pytest.approx(r.raw_score, rel=1e-4)
-            assert np.allclose(g.point_score, r.point_score, atol=1e-3, equal_nan=True)
-            assert g.is_anomalous == r.is_anomalous
+    assert_every_runtime_scores_as_torch(run, bundle, [str(s.path) for s in open_clouds(grid_set).test])
 
 
 def test_gridcore_finds_strong_defects_where_they_are(grid_bundle, grid_set):

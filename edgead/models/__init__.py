@@ -28,6 +28,8 @@ MODELS: dict[str, ModelEntry] = {
                         "Transformer rebuilds the features; per-product thresholds"),
     "onenip": ModelEntry("edgead.models.onenip", "image", "several products, one model; sharper maps than uniad (each "
                          "image is compared with a stored normal image of its product); predictions must name the product"),
+    "pradot": ModelEntry("edgead.models.pradot", "image", "parts whose layout matters (a piece missing or in the "
+                         "wrong place): prototypes per grid cell and global ones, fitted by optimal transport"),
     "fpfhcore": ModelEntry("edgead.models.fpfhcore", "pointcloud", "point clouds: multi-scale FPFH descriptors "
                            "and a coreset bank of normal ones; no pretrained 3-D weights needed"),
     "gridcore": ModelEntry("edgead.models.gridcore", "pointcloud", "organised scans (depth cameras, MVTec 3D-AD): "

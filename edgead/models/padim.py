@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import PATCH_STRIDES, PatchFeatures, backbone_complexity, count_flops, fitted_features
+from .common import PatchFeatures, constants_complexity, fitted_features
 
 STORAGE = {"float32": torch.float32, "float16": torch.float16}
 RECORDED_BEFORE = {"directions_dtype": "float32"}  # what runs that do not record a setting were made with
@@ -90,17 +90,16 @@ def fit(model: PaDiMLite, images: np.ndarray, seed: int = 0) -> dict:
             "statistics_mb": round(stats_bytes(model) / 1e6, 2)}
 
 
+def statistics(model: PaDiMLite) -> tuple[torch.Tensor, ...]:
+    return model.mean, model.directions, model.inv_variances, model.inv_rest
+
+
 def stats_bytes(model: PaDiMLite) -> int:
-    return sum(b.numel() * b.element_size() for b in (model.mean, model.directions, model.inv_variances, model.inv_rest))
+    return sum(b.numel() * b.element_size() for b in statistics(model))
 
 
 def complexity(model: PaDiMLite, height: int, width: int) -> dict:
-    x = torch.zeros(1, 3, height, width)
-    out = backbone_complexity(model.features.backbone, x, PATCH_STRIDES)
-    total = count_flops(model, x)
-    out.update({"statistics_mb": round(stats_bytes(model) / 1e6, 2), "scoring_flops": total - out["teacher_flops"],
-                "total_flops": total})
-    return out
+    return constants_complexity(model, height, width, "statistics_mb", statistics(model))
 
 
 Config = PaDiMConfig
