@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench wheel clean
 
 install: $(STAMP)
 
@@ -23,8 +23,13 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# dist/edgead-<version>-py3-none-any.whl: what a device installs (README "Install on the device").
+wheel: install
+	rm -rf build dist/edgead-*.whl
+	$(BIN)/python -m pip wheel -q --no-deps -w dist .
+
 bench: install
 	$(BIN)/python bench/run_image_bench.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info

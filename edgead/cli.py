@@ -173,7 +173,10 @@ def _task_arguments(command: str, parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     _OWNED.update({"train": {}, "eval": {}, "predict": {}})
+    from edgead import __version__
+
     p = argparse.ArgumentParser(prog="edgead", description="Anomaly detection and localisation for edge devices.")
+    p.add_argument("--version", action="version", version=f"edgead {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model on normal samples (images, signals, point clouds)", formatter_class=argparse.RawDescriptionHelpFormatter,

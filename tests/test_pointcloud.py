@@ -407,19 +407,19 @@ def test_gridcore_finds_strong_defects_where_they_are(grid_bundle, grid_set):
     assert res["point_auroc"] > 0.8 and res["cloud_auroc"] >= 0.8, res
 
 
-def test_gridcore_predicts_without_torch_or_scipy(grid_bundle, grid_set):
+def test_gridcore_predicts_without_torch_scipy_or_opencv(grid_bundle, grid_set):
     scan = sorted((grid_set / "test" / "pnas_strong").iterdir())[0]
     r = run_blocked(f"""
         import builtins
         real = builtins.__import__
         def no_scipy(name, *a, **k):
-            if name == "scipy" or name.startswith("scipy."):
-                raise ImportError("scipy blocked")
+            if name in ("scipy", "cv2") or name.startswith("scipy."):
+                raise ImportError(name + " blocked")
             return real(name, *a, **k)
         builtins.__import__ = no_scipy
         from edgead.pointcloud_predictor import PointCloudPredictor
         res = PointCloudPredictor({str(grid_bundle[1])!r}, runtime="onnxruntime").predict({str(scan)!r})
-        assert "torch" not in sys.modules and "scipy" not in sys.modules
+        assert "torch" not in sys.modules and "scipy" not in sys.modules and "cv2" not in sys.modules
         print(res.raw_score)
     """)
     assert r.returncode == 0, r.stderr

@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence, Union
 
-import cv2
 import numpy as np
 
 ArrayLike = Union[np.ndarray, Sequence[float]]
@@ -115,6 +114,8 @@ class _PixelData:
 
 
 def _collect(masks: MapsLike, maps: MapsLike, regions: bool) -> _PixelData:
+    from edgead.core.opencv import cv2  # here only: signals and point clouds run without OpenCV
+
     ms, ams = _as_2d_list(masks, "masks"), _as_2d_list(maps, "maps")
     if len(ms) != len(ams):
         raise ValueError(f"got {len(ms)} masks but {len(ams)} maps")
@@ -192,6 +193,7 @@ def _aupro_from(d: _PixelData, fpr_limit: float) -> float:
 # --------------------------------------------------------------------------- public API
 def auroc(labels: ArrayLike, scores: ArrayLike) -> float:
     """Area under the ROC curve (equal to sklearn's ``roc_auc_score``, ties count 1/2)."""
+
     neg, pos = _binary_inputs(labels, scores)
     _require_both(neg, pos, "AUROC")
     return _auc_sorted(neg, pos)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
-import cv2
+from edgead.core.opencv import cv2
 import numpy as np
 
 from edgead.core.errors import DataError

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import cv2
+from edgead.core.opencv import cv2
 import numpy as np
 
 from edgead.tasks.image.preprocess import Geometry

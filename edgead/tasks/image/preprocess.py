@@ -16,7 +16,7 @@ MAX_IMAGE_PIXELS = _pixel_limit()  # EDGEAD_MAX_IMAGE_PIXELS; also OpenCV's limi
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))  # a second guard, for formats
 # whose header `imagesize` cannot read; OpenCV reads it when it first decodes
 
-import cv2  # noqa: E402 - after the limit above
+from edgead.core.opencv import cv2  # noqa: E402 - after the limit above
 import numpy as np  # noqa: E402
 
 from edgead.core.errors import DataError, UsageError  # noqa: E402

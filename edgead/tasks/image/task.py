@@ -103,7 +103,7 @@ class ImageTask(Task):
 
 def timing_images(spec: Mapping) -> list[np.ndarray]:
     """RGB uint8 images to time with: the listed files, or one synthetic frame of `spec['size']`."""
-    import cv2
+    from edgead.core.opencv import cv2
 
     from edgead.tasks.image.preprocess import read_image
 

@@ -71,7 +71,7 @@ def read_point_mask(sample: CloudSample, n_points: int) -> np.ndarray:
     if sample.mask_path is None:
         return np.zeros(n_points, bool)
     if sample.mask_path.suffix.lower() == ".png":  # MVTec 3D-AD: the organised scan's pixels, row by row
-        import cv2
+        from edgead.core.opencv import cv2
 
         img = cv2.imread(str(sample.mask_path), cv2.IMREAD_GRAYSCALE)
         if img is None:

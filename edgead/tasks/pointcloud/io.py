@@ -255,7 +255,7 @@ def _read_npy(path: Path) -> Cloud:
 
 
 def _read_tiff(path: Path) -> Cloud:
-    import cv2
+    from edgead.core.opencv import cv2
 
     a = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if a is not None and a.ndim == 2:
@@ -267,7 +267,7 @@ def _read_tiff(path: Path) -> Cloud:
 
 
 def _read_depth(path: Path, depth: np.ndarray | None = None) -> Cloud:
-    import cv2
+    from edgead.core.opencv import cv2
 
     found = intrinsics_for(path)
     if found is None:

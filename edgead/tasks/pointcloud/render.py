@@ -14,7 +14,7 @@ SIZE = 480
 def _raster(uv: np.ndarray, height: np.ndarray, marked: np.ndarray, size: int, outline: bool = False) -> np.ndarray:
     """Points seen from above, coloured by `height`; `marked` points in red, or (outline) only the
     red outline of their region, so that the colours inside stay readable."""
-    import cv2
+    from edgead.core.opencv import cv2
 
     lo, hi = uv.min(0), uv.max(0)
     scale = (size - 1) / max(float((hi - lo).max()), 1e-12)
@@ -44,7 +44,7 @@ def _relief(uv: np.ndarray, height: np.ndarray) -> np.ndarray:
 def save_render(path: str | os.PathLike, cloud, marked: np.ndarray | None = None, title: str = "") -> None:
     """A PNG of `cloud` with `marked` (N,) points in red; beside it, the marked region enlarged and
     coloured by its relief, the region outlined."""
-    import cv2
+    from edgead.core.opencv import cv2
 
     valid = cloud.valid
     pts = cloud.points[valid].astype(np.float64)
