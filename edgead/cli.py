@@ -35,7 +35,9 @@ def _foreign_flags(a: argparse.Namespace, task) -> None:
 
 def _predictor(task, source: str, a: argparse.Namespace):
     """The task's predictor for `source` with the flags every scoring command has."""
-    pred = task.predictor(source, runtime=a.runtime, threads=a.threads, precision=a.precision)
+    device = getattr(a, "device", None)
+    pred = task.predictor(source, runtime=a.runtime, threads=a.threads, precision=a.precision,
+                          **({"device": device} if device else {}))
     if a.threshold is not None:
         pred.set_threshold(a.threshold)
     return pred
@@ -199,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--runtime", default="auto")
     e.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8"])
     e.add_argument("--threads", type=int, default=None)
+    e.add_argument("--device", default=None, help="runtime device, e.g. cuda or tensorrt (onnxruntime), GPU (openvino); "
+                   "falls back to the CPU with a warning where the runtime lacks it")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--threshold", type=float, default=None, metavar="RAW",
                    help="use this raw score as the threshold (the manual kind) instead of the run's active one")
@@ -229,7 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--runtime", default="auto")
     r.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8"])
     r.add_argument("--threads", type=int, default=None)
-    r.add_argument("--json", action="store_true", help="one JSON line per image")
+    r.add_argument("--device", default=None, help="runtime device, e.g. cuda or tensorrt (onnxruntime), GPU (openvino); "
+                   "falls back to the CPU with a warning where the runtime lacks it")
+    r.add_argument("--json", action="store_true", help="one JSON line per input, with the target, runtime and "
+                   "precision that scored it")
     r.add_argument("--threshold", type=float, default=None, metavar="RAW",
                    help="use this raw score (image, or window for signals) as the threshold (the manual kind)")
     r.add_argument("--save-maps", default=None, help="folder for heat-map overlays (PNG); signals: point scores (CSV)")

@@ -116,3 +116,12 @@ def test_eval_pixel_metrics_on_the_original_geometry(tiny_run, small_mvtec, caps
     assert res["pixel_auroc"] == pytest.approx(expected, abs=1e-6)
     assert main(["eval", str(tiny_run), "--data", str(small_mvtec), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["pixel_geometry"] == "network"
+
+
+def test_predict_json_says_which_artefact_runtime_and_precision_scored_it(tiny_bundle, small_mvtec, capsys):
+    img = sorted((small_mvtec / "test" / "good").glob("*"))[0]
+    assert main(["predict", str(tiny_bundle), str(img), "--json", "--runtime", "openvino", "--precision", "fp32",
+                 "--device", "CPU"]) == 0
+    line = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert (line["target"], line["runtime"], line["precision"]) == ("openvino", "openvino", "fp32")
+    assert line["device"] == "CPU"

@@ -173,6 +173,13 @@ class BasePredictor:
     def runtime(self) -> str:
         return self.backend.name
 
+    def scored_by(self) -> dict:
+        """What scored a result, for JSON lines: the bundle's target (artefact key), the
+        runtime, the precision, and the device where the backend reports one."""
+        out = {"target": self.target, "runtime": self.runtime, "precision": self.precision}
+        device = getattr(self.backend, "device", None)
+        return {**out, "device": str(device)} if device is not None else out
+
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """One runtime call: the model input -> the task's named outputs."""
         out = self.backend.run({self.input_name: np.ascontiguousarray(x, np.float32)})

@@ -100,7 +100,7 @@ def cmd_predict(a: argparse.Namespace, pred) -> int:
 
             save_overlay(Path(a.save_maps) / rel.with_suffix(".png"), img, res)
         if a.json:
-            print(json.dumps(res.to_json()), flush=True)
+            print(json.dumps({**res.to_json(), **pred.scored_by()}), flush=True)
         else:
             print(f"{'ANOMALY' if res.is_anomalous else 'ok     '} score={res.score:.3f} raw={res.raw_score:.4g}  {f}", flush=True)
     if failed:

@@ -82,8 +82,7 @@ def cmd_predict(a: argparse.Namespace, pred) -> int:
             print(json.dumps({"path": str(f), "error": str(e)}) if a.json else f"ERROR {f}: {e}", flush=True)
             continue
         if a.json:
-            print(json.dumps({"path": str(f), **res.to_json(), "target": pred.target, "runtime": pred.runtime,
-                              "precision": pred.precision}), flush=True)
+            print(json.dumps({"path": str(f), **res.to_json(), **pred.scored_by()}), flush=True)
         else:
             state = "ANOMALY" if res.is_anomalous else "ok     "
             print(f"{state} score={res.score:.3f} raw={res.raw_score:.4g} "

@@ -104,7 +104,7 @@ def cmd_predict(a: argparse.Namespace, pred) -> int:
             np.savetxt(out, points, fmt="%.6g", header="point_score", comments="")
         if a.json:
             for r in rows:
-                print(json.dumps(r), flush=True)
+                print(json.dumps({**r, **pred.scored_by()}), flush=True)
         else:
             flagged = sum(r["is_anomalous"] for r in rows)
             faults = sum("fault" in r for r in rows)
