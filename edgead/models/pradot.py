@@ -162,11 +162,9 @@ def _neighbourhood(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.T
     """(n, d, h, w) -> per cell, the patches of its 3 x 3 neighbourhood in every image:
     (h*w, 9n, d) features, (h*w, 9n) 1 where inside the grid, (9n,) grid distance / sqrt(2)."""
     n, d, h, w = u.shape
-    padded, inside = F.pad(u, (1, 1, 1, 1)), F.pad(torch.ones(1, 1, h, w), (1, 1, 1, 1))
-    feats, valid = [], []
-    for dy, dx in OFFSETS:
-        feats.append(padded[:, :, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w])
-        valid.append(inside[:, :, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w].expand(n, 1, h, w))
+    ones = torch.ones(n, 1, h, w)
+    feats = [_shift(u, -dy, -dx) for dy, dx in OFFSETS]  # at cell c: the patch at c + (dy, dx)
+    valid = [_shift(ones, -dy, -dx) for dy, dx in OFFSETS]
     x = torch.stack(feats).permute(3, 4, 0, 1, 2).reshape(h * w, 9 * n, d)
     v = torch.stack(valid).permute(3, 4, 0, 1, 2).reshape(h * w, 9 * n)
     dist = torch.tensor([math.hypot(dy, dx) / math.sqrt(2) for dy, dx in OFFSETS]).repeat_interleave(n)
