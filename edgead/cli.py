@@ -87,6 +87,17 @@ def cmd_predict(a: argparse.Namespace) -> int:
     return task.cli_predict(a, _predictor(task, a.bundle, a))
 
 
+def cmd_slim(a: argparse.Namespace) -> int:
+    from edgead.core.bundle import artefact_bytes, load_manifest, slim
+
+    keep = [t.strip() for v in a.target for t in v.split(",") if t.strip()]
+    out = slim(a.bundle, a.out, keep)
+    m = load_manifest(out)
+    print(f"wrote {out}: {', '.join(f'{t} ({artefact_bytes(m, t) / 1e6:.1f} MB)' for t in keep)}; copy the folder "
+          "to the device")
+    return EXIT_OK
+
+
 def cmd_export(a: argparse.Namespace) -> int:
     from edgead import targets as target_table
     from edgead.core.bundle import artefact_bytes
@@ -242,6 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--save-maps", default=None, help="folder for heat-map overlays (PNG); signals: point scores (CSV)")
     _task_arguments("predict", r)
     r.set_defaults(func=cmd_predict)
+
+    sl = sub.add_parser("slim", help="a copy of a bundle with only the targets a device needs")
+    sl.add_argument("bundle", help="bundle folder")
+    sl.add_argument("--target", action="append", required=True, help="target(s) to keep, e.g. tflite or tflite_int8; "
+                    "repeat or comma-separate")
+    sl.add_argument("--out", required=True, help="new bundle folder")
+    sl.set_defaults(func=cmd_slim)
 
     b = sub.add_parser("benchmark", help="size, load time, latency, memory and AUROC of a bundle on each runtime")
     b.add_argument("bundle", help="bundle folder")

@@ -7,6 +7,7 @@ import pytest
 from edgead import export as export_mod
 from runtimes import BackendError
 from edgead.core.bundle import BundleError
+from edgead.core.errors import UsageError
 from edgead.cli import main
 from edgead.tasks.image.predictor import Predictor
 
@@ -27,10 +28,29 @@ def test_truncated_artefact_is_refused_with_exit_2(tiny_bundle, tmp_path, small_
     shutil.copytree(tiny_bundle, b)
     (b / "model.tflite").write_bytes((b / "model.tflite").read_bytes()[:1000])
     img = next((small_mvtec / "test/good").glob("*.jpg"))
-    assert main(["predict", str(b), str(img)]) == 2
+    assert main(["predict", str(b), str(img), "--runtime", "tflite"]) == 2  # the files in use are verified
     size, err = (tiny_bundle / "model.tflite").stat().st_size, capsys.readouterr().err
     assert (f"edgead predict: error: bundle {str(b)!r}: file 'model.tflite' (target 'tflite') is truncated "
             f"(1000 bytes, manifest says {size}); re-export the bundle\n") in err and "Traceback" not in err
+
+
+def test_a_device_bundle_of_one_target_loads_and_scores_as_the_full_one(tiny_bundle, tmp_path, small_mvtec, capsys):
+    img = next((small_mvtec / "test/good").glob("*.jpg"))
+    assert main(["slim", str(tiny_bundle), "--target", "tflite", "--out", str(tmp_path / "device")]) == 0
+    assert sorted(p.name for p in (tmp_path / "device").iterdir()) == ["edgead.json", "model.tflite"]
+    want = Predictor(tiny_bundle, runtime="tflite").predict(img).raw_score
+    got = Predictor(tmp_path / "device", runtime="auto")
+    assert got.target == "tflite" and got.predict(img).raw_score == pytest.approx(want, rel=1e-6)
+    # a full bundle copied without the other targets' files loads too, and picks what is there
+    b = tmp_path / "copied"
+    shutil.copytree(tiny_bundle, b)
+    for name in ("model.onnx", "model.xml", "model.bin"):
+        (b / name).unlink()
+    assert Predictor(b, runtime="auto").target == "tflite"
+    with pytest.raises(UsageError, match="no artefact in the bundle fits runtime='onnxruntime'"):
+        Predictor(b, runtime="onnxruntime")
+    assert main(["slim", str(tiny_bundle), "--target", "coreml", "--out", str(tmp_path / "x")]) == 2
+    assert "no target(s) ['coreml']" in capsys.readouterr().err
 
 
 def test_unknown_schema_is_refused(tiny_bundle, tmp_path):

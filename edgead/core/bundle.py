@@ -289,6 +289,45 @@ def verify_files(bundle_dir: str | os.PathLike, manifest: Mapping, keep: list[st
             if (content := _verified(Path(bundle_dir), manifest, name, keep=name in keep)) is not None}
 
 
+def present_targets(bundle_dir: str | os.PathLike, manifest: Mapping) -> list[str]:
+    """The artefacts whose files are all in the folder (a device copy may keep only one)."""
+    bundle = Path(bundle_dir)
+    return [t for t, a in manifest["artefacts"].items() if all((bundle / n).is_file() for n in artefact_files(a))]
+
+
+def only_target(manifest: Mapping, target: str) -> dict:
+    """The manifest with the files of `target` and of no artefact: what loading it must verify."""
+    owned = {n for a in manifest["artefacts"].values() for n in artefact_files(a)}
+    keep = set(artefact_files(manifest["artefacts"][target]))
+    return {**manifest, "files": {n: e for n, e in manifest.get("files", {}).items() if n in keep or n not in owned}}
+
+
+def without_absent(manifest: Mapping, present: list[str]) -> dict:
+    """The manifest without the files of artefacts that are not in the folder."""
+    absent = {n for t, a in manifest["artefacts"].items() if t not in present for n in artefact_files(a)}
+    return {**manifest, "files": {n: e for n, e in manifest.get("files", {}).items() if n not in absent}}
+
+
+def slim(bundle_dir: str | os.PathLike, out_dir: str | os.PathLike, keep: list[str]) -> Path:
+    """A bundle at `out_dir` with only the `keep` targets of `bundle_dir` (what a device gets):
+    their files verified, copied, and listed in a new manifest (the thresholds and input spec
+    unchanged)."""
+    import copy
+
+    m = load_manifest(bundle_dir, verify=False)
+    unknown = [t for t in keep if t not in m["artefacts"]]
+    if unknown or not keep:
+        raise BundleError(f"{bundle_dir}: no target(s) {unknown or keep}; it has {', '.join(m['artefacts'])}")
+    bundle = Path(bundle_dir)
+    names = [n for t in keep for n in artefact_files(m["artefacts"][t])]
+    owned = {n for a in m["artefacts"].values() for n in artefact_files(a)}
+    names += [n for n in m.get("files", {}) if n not in owned]
+    verify_files(bundle, {**m, "files": {n: m["files"][n] for n in names}})
+    new = copy.deepcopy({k: v for k, v in m.items() if k not in (DIGEST, "files")})
+    new["artefacts"] = {t: new["artefacts"][t] for t in keep}
+    return write_bundle(out_dir, new, {n: bundle / n for n in names})
+
+
 def read_verified(bundle_dir: str | os.PathLike, manifest: Mapping, names: list[str]) -> dict[str, bytes]:
     """The bytes of `names`, read once and checked against the manifest: a runtime given these
     runs exactly what was verified (a file swapped after the check is never opened)."""

@@ -85,16 +85,19 @@ def _open_bundle(path: Path, target: str | None, runtime: str, precision: str, c
         before = manifest_file.read_bytes() if manifest_file.is_file() else None
         try:
             manifest = bundle_io.load_manifest(path, verify=False)
+            present = bundle_io.present_targets(path, manifest)  # a device bundle may keep one target's files
             try:
                 check_task(manifest, path, "bundle")
-                key = target or choose_target(manifest, runtime, precision)
+                key = target or choose_target({**manifest, "artefacts": {t: manifest["artefacts"][t] for t in present}},
+                                              runtime, precision)
                 bundle_io.artefact_path(path, manifest, key)  # names the bundle's targets if unknown
             except EdgeadError:  # a damaged bundle is reported first, as a verified load would
-                bundle_io.verify_files(path, manifest)
+                bundle_io.verify_files(path, bundle_io.without_absent(manifest, present))
                 raise
             art = manifest["artefacts"][key]
-            # every file verified, the artefact's own read once and kept for the runtime
-            content = bundle_io.verify_files(path, manifest, keep=bundle_io.artefact_files(art))
+            # the files in use (the artefact's, and those of no artefact) verified; the artefact's
+            # read once and kept for the runtime
+            content = bundle_io.verify_files(path, bundle_io.only_target(manifest, key), keep=bundle_io.artefact_files(art))
             rt = _runtime(key, art)
             if rt not in runtimes.BACKENDS or rt == targets.TORCH:
                 raise BundleError(f"{path}: artefact {key!r} is for {rt!r}; a bundle carries ONNX, OpenVINO or TFLite "
