@@ -125,3 +125,19 @@ def test_predict_json_says_which_artefact_runtime_and_precision_scored_it(tiny_b
     line = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert (line["target"], line["runtime"], line["precision"]) == ("openvino", "openvino", "fp32")
     assert line["device"] == "CPU"
+
+
+def test_eval_reports_false_alarms_and_misses_at_the_shipped_threshold(tiny_bundle, small_mvtec, capsys):
+    from edgead.predictor import Predictor
+
+    assert main(["eval", str(tiny_bundle), "--data", str(small_mvtec), "--json", "--runtime", "onnxruntime"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    pred = Predictor(tiny_bundle, runtime="onnxruntime")
+    images = sorted(p for p in (small_mvtec / "test").rglob("*") if p.suffix.lower() in (".jpg", ".png"))
+    flagged = {p: pred.predict(p).is_anomalous for p in images}
+    good = [p for p in images if p.parent.name == "good"]
+    bad = [p for p in images if p.parent.name != "good"]
+    assert (res["n_good"], res["n_defective"]) == (len(good), len(bad))
+    assert res["false_alarms"] == sum(flagged[p] for p in good)
+    assert res["misses"] == sum(not flagged[p] for p in bad)
+    assert res["false_alarm_rate"] == pytest.approx(res["false_alarms"] / len(good))

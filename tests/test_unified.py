@@ -107,6 +107,8 @@ def test_eval_reports_each_product_and_their_mean(unified_run, product_set):
         alone = evaluate(unified_run, product_set / product)
         assert res["products"][product]["image_auroc"] == pytest.approx(alone["image_auroc"])
         assert res["products"][product]["aupro"] == pytest.approx(alone["aupro"])
+        for k in ("false_alarms", "misses"):  # at that product's own threshold
+            assert res["products"][product][k] == alone[k]
     assert res["image_auroc"] == pytest.approx(np.mean([res["products"][p]["image_auroc"] for p in ("hazel", "inverted")]))
 
 

@@ -59,10 +59,13 @@ def evaluate(source: str | Path, data: str | Path, runtime: str = "auto", precis
             rel = s.path.relative_to(root).with_suffix(".png")
             named = s.product if s.product in predictor.products else product
             save_overlay(Path(save_maps) / rel, img, predictor.result(region, score, g, product=named))
+    named = lambda s: s.product if s.product in predictor.products else product  # noqa: E731
+    decided = [(s, score, predictor.thresholds(named(s))[0]) for s, score, *_ in scored]
     if products == [""]:
-        out = summarize(scored)
+        out = {**summarize(scored), **at_threshold(decided)}
     else:  # a product set: metrics per product, and their mean
-        per = {p: summarize([r for r in scored if r[0].product == p]) for p in products}
+        per = {p: {**summarize([r for r in scored if r[0].product == p]),
+                   **at_threshold([d for d in decided if d[0].product == p])} for p in products}
         out = {"n_images": sum(m["n_images"] for m in per.values())}
         for k in MEAN_OVER_PRODUCTS:  # over the products where the figure is defined
             values = [m[k] for m in per.values() if m[k] is not None]
@@ -83,6 +86,19 @@ def summarize(scored: list) -> dict:
     masks = [k for *_, k in scored if k is not None]
     has_defect_pixels = any(k.any() for k in masks)
     return metrics.summarize(labels, scores, masks if has_defect_pixels else None, maps if has_defect_pixels else None)
+
+
+def at_threshold(decided: list) -> dict:
+    """False alarms and misses, counts and rates, at the shipped (active) image threshold, over
+    (sample, raw score, image ThresholdSet or None) records; nothing without thresholds."""
+    if any(th is None for *_, th in decided):
+        return {}
+    labels = np.array([s.label for s, *_ in decided])
+    flagged = np.array([score >= th.threshold for _, score, th in decided])
+    good, bad = int((labels == 0).sum()), int((labels == 1).sum())
+    fa, miss = int((flagged & (labels == 0)).sum()), int((~flagged & (labels == 1)).sum())
+    return {"false_alarms": fa, "misses": miss, "n_good": good, "n_defective": bad,
+            "false_alarm_rate": fa / good if good else None, "miss_rate": miss / bad if bad else None}
 
 
 GEOMETRIES = ("network", "original")
