@@ -70,6 +70,7 @@ def evaluate(source: str | Path, data: str | Path, runtime: str = "auto", precis
         for k in MEAN_OVER_PRODUCTS:  # over the products where the figure is defined
             values = [m[k] for m in per.values() if m[k] is not None]
             out[k] = float(np.mean(values)) if values else None
+        out.update(at_threshold(decided))  # the counts over every product, each at its own threshold
         out["products"] = per
     out["runtime"], out["precision"] = predictor.runtime, predictor.precision
     out["evaluated_on"] = evaluated_on
