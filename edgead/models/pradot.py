@@ -201,7 +201,11 @@ def fit(model: PRADOTLite, images: np.ndarray, seed: int = 0) -> dict:
     local = u[torch.randint(0, n, (cfg.per_cell,), generator=gen)].permute(2, 3, 0, 1).reshape(h * w, cfg.per_cell, dim)
     local = local + 0.01 * torch.randn(local.shape, generator=gen)
     patches = u.permute(0, 2, 3, 1).reshape(-1, dim)
-    glob = patches[torch.randperm(len(patches), generator=gen)[: cfg.n_global]][None].clone()
+    if len(patches) >= cfg.n_global:
+        glob = patches[torch.randperm(len(patches), generator=gen)[: cfg.n_global]][None].clone()
+    else:  # fewer normal patches than prototypes: repeats, moved apart a little
+        glob = patches[torch.randint(0, len(patches), (cfg.n_global,), generator=gen)][None]
+        glob = glob + 0.01 * torch.randn(glob.shape, generator=gen)
     # the unit of feature distance: a normal patch's mean squared distance to another image's
     # patch at its place, so that the grid term (alpha, in cells) has the same scale everywhere
     model.feature_scale = (u - u.roll(1, 0)).pow(2).sum(1).mean().clamp_min(1e-12).float()
