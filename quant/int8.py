@@ -111,10 +111,8 @@ class Int8Session:
             extra["validation"] = module.Validation(data.accuracy_control.items, data.accuracy_control.to_input,
                                                     scaled_excess)
         cands = module.candidates(fp32_file, data.calib, workdir, max_drop=max_drop, history=history, **extra)
-        # the target's own files: in an existing bundle, model.* also matches the other targets'
-        fp32_bytes = sum((fp32_file.parent / name).stat().st_size for name in t.files)
         try:
-            chosen, record = run_gate(smaller_than(cands, fp32_bytes), measure, limits, what=f"{key} ({t.runtime})",
+            chosen, record = run_gate(smaller_than(cands, fp32_size(fp32_file, target)), measure, limits, what=f"{key} ({t.runtime})",
                                       history=history)
         finally:
             close = getattr(cands, "close", None)

@@ -44,7 +44,6 @@ def _binary_inputs(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np
     return np.sort(s[~pos]), np.sort(s[pos])
 
 
-
 def _require_both(neg: np.ndarray, pos: np.ndarray, what: str) -> None:
     if neg.size == 0 or pos.size == 0:
         raise ValueError(
@@ -193,7 +192,6 @@ def _aupro_from(d: _PixelData, fpr_limit: float) -> float:
 # --------------------------------------------------------------------------- public API
 def auroc(labels: ArrayLike, scores: ArrayLike) -> float:
     """Area under the ROC curve (equal to sklearn's ``roc_auc_score``, ties count 1/2)."""
-
     neg, pos = _binary_inputs(labels, scores)
     _require_both(neg, pos, "AUROC")
     return _auc_sorted(neg, pos)
