@@ -26,7 +26,7 @@ class NotFinite(ValueError):
     """Scores or maps hold NaN (a broken model or artefact, e.g. an INT8 candidate)."""
 
 
-__all__ = ["auroc", "image_auroc", "pixel_auroc", "aupro", "f1_max", "pixel_f1_max", "summarize"]
+__all__ = ["auroc", "image_auroc", "pixel_auroc", "aupro", "f1_max", "pixel_f1_max", "summarize", "decisions"]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -235,6 +235,16 @@ def pixel_f1_max(masks: MapsLike, maps: MapsLike) -> tuple[float, float]:
     """``f1_max`` over all pixels of all images (mask > 0 = defect pixel)."""
     d = _collect(masks, maps, regions=False)
     return _f1_sorted(d.neg, d.pos)
+
+
+def decisions(labels: ArrayLike, flagged: ArrayLike) -> dict:
+    """What a threshold did: false alarms and misses, counts and rates (None where there is no
+    good or no defective sample)."""
+    y, f = np.asarray(labels).astype(bool), np.asarray(flagged).astype(bool)
+    good, bad = int((~y).sum()), int(y.sum())
+    fa, miss = int((f & ~y).sum()), int((~f & y).sum())
+    return {"false_alarms": fa, "misses": miss, "n_good": good, "n_defective": bad,
+            "false_alarm_rate": fa / good if good else None, "miss_rate": miss / bad if bad else None}
 
 
 def summarize(

@@ -41,6 +41,9 @@ def evaluate(source: str | Path, data: str | Path, runtime: str = "auto", precis
     if products != [""] and not predictor.products:
         raise UsageError(f"{data} holds several products ({', '.join(products)}) and this model was trained on one; "
                          "pass that product's folder")
+    def named(s) -> str | None:  # the product whose thresholds judge sample s
+        return s.product if s.product in predictor.products else product
+
     scored = []
     for s in progress_bar(test, desc=f"eval ({predictor.runtime})"):
         img = read_image(s.path)
@@ -57,9 +60,7 @@ def evaluate(source: str | Path, data: str | Path, runtime: str = "auto", precis
             from edgead.tasks.image.visualize import save_overlay
 
             rel = s.path.relative_to(root).with_suffix(".png")
-            named = s.product if s.product in predictor.products else product
-            save_overlay(Path(save_maps) / rel, img, predictor.result(region, score, g, product=named))
-    named = lambda s: s.product if s.product in predictor.products else product  # noqa: E731
+            save_overlay(Path(save_maps) / rel, img, predictor.result(region, score, g, product=named(s)))
     decided = [(s, score, predictor.thresholds(named(s))[0]) for s, score, *_ in scored]
     if products == [""]:
         out = {**summarize(scored), **at_threshold(decided)}
@@ -90,16 +91,11 @@ def summarize(scored: list) -> dict:
 
 
 def at_threshold(decided: list) -> dict:
-    """False alarms and misses, counts and rates, at the shipped (active) image threshold, over
-    (sample, raw score, image ThresholdSet or None) records; nothing without thresholds."""
+    """metrics.decisions at the shipped (active) image threshold, over (sample, raw score, image
+    ThresholdSet or None) records; nothing without thresholds."""
     if any(th is None for *_, th in decided):
         return {}
-    labels = np.array([s.label for s, *_ in decided])
-    flagged = np.array([score >= th.threshold for _, score, th in decided])
-    good, bad = int((labels == 0).sum()), int((labels == 1).sum())
-    fa, miss = int((flagged & (labels == 0)).sum()), int((~flagged & (labels == 1)).sum())
-    return {"false_alarms": fa, "misses": miss, "n_good": good, "n_defective": bad,
-            "false_alarm_rate": fa / good if good else None, "miss_rate": miss / bad if bad else None}
+    return metrics.decisions([s.label for s, *_ in decided], [score >= th.threshold for _, score, th in decided])
 
 
 GEOMETRIES = ("network", "original")

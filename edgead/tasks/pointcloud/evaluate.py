@@ -40,9 +40,7 @@ def summarize(rows: list, predictor, root: Path) -> dict:
     th = predictor.cloud_thresholds.threshold if predictor.cloud_thresholds else None
     out: dict = {"n_clouds": len(rows), "cloud_auroc": auroc(labels, raw), "point_auroc": point_auroc(rows)}
     if th is not None:
-        flagged = raw >= th
-        out.update({"false_alarms": int((flagged & (labels == 0)).sum()), "misses": int((~flagged & (labels == 1)).sum()),
-                    "n_good": int((labels == 0).sum()), "n_defective": int((labels == 1).sum())})
+        out.update(metrics.decisions(labels, raw >= th))
     kinds = sorted({s.kind for s, *_ in rows} - {GOOD})
     if len(kinds) > 1:
         good = [r for r in rows if r[0].kind == GOOD]
