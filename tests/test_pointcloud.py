@@ -450,11 +450,11 @@ def test_depth_images_are_back_projected_with_their_intrinsics(tmp_path):
     p = c.points.reshape(6, 8, 3)
     assert p[0, 0] == pytest.approx([(0 - 4) * 1.5 / 500, (0 - 3) * 1.5 / 400, 1.5])
     assert p[5, 7] == pytest.approx([(7 - 4) * 1.5 / 500, (5 - 3) * 1.5 / 400, 1.5])
-    from edgead.tasks.pointcloud.cli import expand
+    from edgead.tasks.pointcloud.data import scan_files
 
     (tmp_path / "renders").mkdir()
     cv2.imwrite(str(tmp_path / "renders" / "pic.png"), depth)
-    assert [f.name for f, _ in expand([str(tmp_path)])] == ["d.png"]
+    assert [f.name for f, _ in scan_files([str(tmp_path)])] == ["d.png"]
     (tmp_path / "intrinsics.json").write_text('{"fx": 0, "fy": 1, "cx": 0, "cy": 0}')
     with pytest.raises(DataError, match="must be positive"):
         read_cloud(tmp_path / "d.png")

@@ -132,12 +132,16 @@ def backbone_complexity(backbone: nn.Module, x: torch.Tensor, strides: tuple[int
     return {"teacher_params": n_params(backbone), "teacher_flops": count_flops(lambda t: backbone.features(t, strides), x)}
 
 
+def tensor_bytes(tensors) -> int:
+    return sum(b.numel() * b.element_size() for b in tensors)
+
+
 def constants_complexity(model: nn.Module, height: int, width: int, name: str, constants: tuple[torch.Tensor, ...]) -> dict:
     """Backbone params and FLOPs, the fitted constants' size as `name` (MB), and the scoring
     FLOPs of a model over the shared patch features (`model.features`) with no trained head."""
     x = torch.zeros(1, 3, height, width)
     out = backbone_complexity(model.features.backbone, x, PATCH_STRIDES)
     total = count_flops(model, x)
-    out.update({name: round(sum(b.numel() * b.element_size() for b in constants) / 1e6, 2),
+    out.update({name: round(tensor_bytes(constants) / 1e6, 2),
                 "scoring_flops": total - out["teacher_flops"], "total_flops": total})
     return out

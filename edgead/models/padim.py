@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import PatchFeatures, constants_complexity, fitted_features
+from .common import PatchFeatures, constants_complexity, fitted_features, tensor_bytes
 
 STORAGE = {"float32": torch.float32, "float16": torch.float16}
 RECORDED_BEFORE = {"directions_dtype": "float32"}  # what runs that do not record a setting were made with
@@ -95,7 +95,7 @@ def statistics(model: PaDiMLite) -> tuple[torch.Tensor, ...]:
 
 
 def stats_bytes(model: PaDiMLite) -> int:
-    return sum(b.numel() * b.element_size() for b in statistics(model))
+    return tensor_bytes(statistics(model))
 
 
 def complexity(model: PaDiMLite, height: int, width: int) -> dict:

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import PatchFeatures, constants_complexity, fitted_features
+from .common import PatchFeatures, constants_complexity, fitted_features, tensor_bytes
 from ..core.progress import progress_bar
 
 RESIZE = "stretch"  # local prototypes want the part at the same place in every image
@@ -223,7 +223,7 @@ def fit(model: PRADOTLite, images: np.ndarray, seed: int = 0) -> dict:
     with torch.no_grad():
         lc, gc = model.local_cost(u), model.global_cost(u)
     model.scales = torch.stack([lc.mean(), gc.mean()]).float()
-    return {"n_images": n, "grid": [h, w], "dim": dim, "prototypes_mb": round(sum(b.numel() * b.element_size() for b in constants(model)) / 1e6, 2),
+    return {"n_images": n, "grid": [h, w], "dim": dim, "prototypes_mb": round(tensor_bytes(constants(model)) / 1e6, 2),
             "mean_cost": {"local": round(float(lc.mean()), 4), "global": round(float(gc.mean()), 4)}}
 
 

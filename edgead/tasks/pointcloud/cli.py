@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from edgead.core.errors import DataError, UsageError
-from edgead.core.output_names import named_inputs
-from edgead.tasks.pointcloud.io import DEPTH_PNG, SUFFIXES, is_scan
+from edgead.tasks.pointcloud.data import scan_files
+from edgead.tasks.pointcloud.io import SUFFIXES
 
 EXIT_OK, EXIT_FAILED_ITEMS = 0, 1
-NOT_SCANS = ("ground_truth", "gt", "renders")  # masks (edgead, MVTec 3D-AD) and synth3d's pictures
 
 
 def add_arguments(command: str, g: argparse._ArgumentGroup) -> None:
@@ -47,22 +46,13 @@ def cmd_train(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def expand(paths: list[str]) -> list[tuple[Path, Path]]:
-    """Scan files of `paths` (a file given is read whatever it is; in folders, scans outside the
-    folders of masks and pictures, PNGs only as depth images with intrinsics), with unique
-    output names."""
-    given = {Path(p) for p in paths}
-    return [(f, rel) for f, rel in named_inputs(paths, SUFFIXES + (DEPTH_PNG,), skip=NOT_SCANS)
-            if f in given or is_scan(f)]
-
-
 def cmd_predict(a: argparse.Namespace, pred) -> int:
     """Score scans with `pred`: one line (or JSON line) per scan; --save-maps writes each scan's
     point scores (CSV) and a picture of its anomalous points (PNG)."""
     from edgead.tasks.pointcloud.io import read_cloud
     from edgead.tasks.pointcloud.render import save_render
 
-    named = expand(a.paths)
+    named = scan_files(a.paths)
     if not named:
         raise DataError(f"no point clouds ({', '.join(SUFFIXES)}) found in {' '.join(a.paths)}")
     failed = 0

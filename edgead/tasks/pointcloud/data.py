@@ -12,10 +12,12 @@ import numpy as np
 
 from edgead.core.errors import DataError
 from edgead.core.fingerprint import fingerprint
-from edgead.tasks.pointcloud.io import SUFFIXES, is_scan
+from edgead.core.output_names import named_inputs
+from edgead.tasks.pointcloud.io import DEPTH_PNG, SUFFIXES, is_scan
 
 GOOD = "good"
 MARKER = "SYNTHETIC.json"  # written by `edgead synth3d`: the set's anomalies are synthetic
+NOT_SCANS = ("ground_truth", "gt", "renders")  # masks (edgead, MVTec 3D-AD) and synth3d's pictures
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,15 @@ def scans(folder: Path) -> list[Path]:
     """The scans of one class folder (MVTec 3D-AD keeps them in its xyz/ subfolder)."""
     folder = folder / "xyz" if (folder / "xyz").is_dir() else folder
     return sorted(p for p in folder.iterdir() if p.is_file() and is_scan(p)) if folder.is_dir() else []
+
+
+def scan_files(paths: list[str]) -> list[tuple[Path, Path]]:
+    """Scan files of `paths` (a file given is read whatever it is; in folders, scans outside the
+    folders of masks and pictures, PNGs only as depth images with intrinsics), with unique
+    output names."""
+    given = {Path(p) for p in paths}
+    return [(f, rel) for f, rel in named_inputs(paths, SUFFIXES + (DEPTH_PNG,), skip=NOT_SCANS)
+            if f in given or is_scan(f)]
 
 
 def _mask_of(root: Path, folder: Path, scan: Path) -> Path | None:

@@ -77,6 +77,12 @@ class GridSpec:
         cloud = float(points[judged].max()) if judged.any() else float(np.abs(points).max())
         return np.where(judged, points, np.minimum(-points, cloud)), cloud
 
+    @staticmethod
+    def post() -> dict:
+        """What `point_scores` and `finish` do, in words, for the run record."""
+        return {"point_score": "the score of the point's nearest grid point in the graph's output",
+                "cloud_score": "the largest score of a well-described point (GridSpec.finish)"}
+
     def to_json(self) -> dict:
         return {"form": FORM, "shape": list(self.shape), "stride": self.stride, "graph_shape": list(self.graph_shape)}
 

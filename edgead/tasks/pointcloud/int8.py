@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgead.core.errors import DataError
-from edgead.tasks.pointcloud.cli import expand
-from edgead.tasks.pointcloud.data import GOOD, CloudSample, open_clouds, read_point_mask, recorded_scans, scans
+from edgead.tasks.pointcloud.data import GOOD, CloudSample, open_clouds, read_point_mask, recorded_scans, scan_files, scans
 from edgead.tasks.pointcloud.io import SUFFIXES, read_cloud
 from edgead.tasks.pointcloud.preprocess import spec_from_json
 
@@ -22,7 +21,7 @@ def normal_scans(folder: Path) -> list[Path]:
     """A data set's train/good scans, else every scan in `folder` outside ground_truth/."""
     if (folder / "train" / GOOD).is_dir():
         return scans(folder / "train" / GOOD)
-    return [f for f, _ in expand([str(folder)])]
+    return [f for f, _ in scan_files([str(folder)])]
 
 
 def int8_data(config: dict, calib: str | Path | None = None, calib_size: int | None = None, val: str | Path | None = None):

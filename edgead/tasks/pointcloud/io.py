@@ -1,8 +1,9 @@
 """Point clouds in and out, numpy only (the device path): PCD (ascii, binary, binary_compressed),
 PLY (ascii and binary, the vertex positions), XYZ / CSV / TXT columns, NumPy arrays (N x 3, or
 H x W x 3 organised), MVTec 3D-AD `xyz` TIFFs, and depth images (16-bit PNG or one-channel
-TIFF) back-projected with the camera's intrinsics from an `intrinsics.json` beside them. Invalid points (NaN, inf, or exactly 0, 0, 0)
-are kept in place, so that an organised scan keeps its grid; `Cloud.valid` marks the others."""
+TIFF) back-projected with the camera's intrinsics from an `intrinsics.json` beside them.
+Invalid points (NaN, inf, or exactly 0, 0, 0) are kept in place, so that an organised scan keeps
+its grid; `Cloud.valid` marks the others."""
 from __future__ import annotations
 
 import os

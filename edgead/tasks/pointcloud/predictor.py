@@ -1,6 +1,6 @@
 """The torch-free PointCloudPredictor: a scan -> the graph's input (FPFH descriptors computed in
 numpy and scipy; or, for GridCore, the organised scan itself) -> runtime -> point scores ->
-thresholds. Imports numpy, scipy and one runtime; never torch (except to run a
+thresholds. Imports numpy, one runtime and, for FPFH-Core, scipy; never torch (except to run a
 training run folder directly)."""
 from __future__ import annotations
 

@@ -40,6 +40,11 @@ class CloudSpec:
         """Point scores -> (point scores, cloud score: the largest)."""
         return points, float(points.max())
 
+    def post(self) -> dict:
+        """What `point_scores` and `finish` do, in words, for the run record."""
+        return {"point_score": f"mean of the raw scores of a point's {self.smooth} nearest points",
+                "cloud_score": "the largest point score"}
+
     @property
     def dim(self) -> int:
         return 33 * len(self.scales)

@@ -17,7 +17,7 @@ from edgead.core.fingerprint import fingerprint
 from edgead.core.progress import progress_bar
 from edgead.core.run import RUN_FILE
 from edgead.core.thresholds import ThresholdSet
-from edgead.tasks.pointcloud.data import CloudSample, open_clouds
+from edgead.tasks.pointcloud.data import CloudDataset, CloudSample, open_clouds
 from edgead.tasks.pointcloud.io import read_cloud
 from edgead.tasks.pointcloud.predictor import PointCloudPredictor
 from edgead.tasks.pointcloud.grid import GridSpec
@@ -37,9 +37,8 @@ def split_scans(samples: list[CloudSample], fraction: float, seed: int) -> tuple
     return [s for i, s in enumerate(samples) if i not in hold], [s for i, s in enumerate(samples) if i in hold]
 
 
-def default_model(data: str | Path) -> str:
+def default_model(ds: CloudDataset) -> str:
     """gridcore when the first training scan is organised, else fpfhcore."""
-    ds = open_clouds(data)
     return GRID_MODEL if ds.train and read_cloud(ds.train[0].path).grid is not None else DEFAULT_MODEL
 
 
@@ -67,22 +66,23 @@ def train_pointcloud(data: str | Path, out: str | Path, model: str | None = None
 
     if not isinstance(data, (str, Path)):
         raise UsageError(f"point-cloud models train on one data set; got {data!r}")
-    model = model or default_model(data)
-    check_model(model, "pointcloud", DEFAULT_MODEL)
+    if model is not None:
+        check_model(model, "pointcloud", DEFAULT_MODEL)
     if not 0 < holdout < 1:
         raise UsageError(f"--holdout must be a fraction between 0 and 1, got {holdout}")
     check_replaceable(out, RUN_FILE)
+    t0 = time.time()
+    ds = open_clouds(data)
+    model = model or default_model(ds)
     mod = get(model)
     cfg = configured(model, overrides)
     if threads:
         torch.set_num_threads(threads)
-    t0 = time.time()
-    ds = open_clouds(data)
     if len(ds.train) < 2:
         raise DataError(f"{ds.root / 'train' / 'good'}: {len(ds.train)} normal scans; at least 2 are needed "
                         "(one to fit, one held out for the threshold)")
     fit_set, hold_set = split_scans(ds.train, holdout, seed)
-    if getattr(mod, "FORM", "points") == "grid":
+    if mod.FORM == GridSpec.form:
         spec = GridSpec.for_scan(read_cloud(fit_set[0].path), max_points or CloudSpec.max_points)
         cfg.scales, cfg.smooth = tuple(scales or cfg.scales), smooth or cfg.smooth
     else:
@@ -102,10 +102,7 @@ def train_pointcloud(data: str | Path, out: str | Path, model: str | None = None
         "model": {"name": model, "config": dataclasses.asdict(cfg)},
         "input": spec.to_json(),
         "input_name": net.input_name,
-        "post": {"point_score": (f"mean of the raw scores of a point's {spec.smooth} nearest points" if spec.form == "points"
-                                 else "the score of the point's nearest grid point in the graph's output"),
-                 "cloud_score": ("the largest point score" if spec.form == "points"
-                                 else "the largest score of a well-described point (GridSpec.finish)")},
+        "post": spec.post(),
         "outputs": {"point_score": "point_score"},
     }
     predictor = PointCloudPredictor.from_backend(config, torch_backend(net))
