@@ -151,7 +151,7 @@ def fit(model: OneNIPLite, images: np.ndarray, seed: int = 0, groups: np.ndarray
     if (h, w) != (cfg.grid_h, cfg.grid_w) or model.prompts.shape[0] != cfg.prompts:
         model._grid_parameters(h, w)
     fake, masks, sources = synthesize(images, groups, cfg.synthetic_per_product, seed)
-    fake_tokens = F.avg_pool2d(batched(model.features, fake, desc="synthetic anomalies"), 2).flatten(2).transpose(1, 2)
+    fake_tokens = batched(lambda x: feature_tokens(model.features, x), fake, desc="synthetic anomalies")
     fake_masks = grid_masks(masks, h, w)
     del fake, masks
     members = {int(g): np.flatnonzero(groups == g) for g in products}
