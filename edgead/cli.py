@@ -17,6 +17,21 @@ REPO = Path(__file__).resolve().parents[1]
 DEMO_DATA = REPO / "examples" / "data" / "hazelnut_toy"
 
 
+THRESHOLD_HELP = ("the threshold instead of the trained one (image; window for signals; cloud for point clouds): "
+                  "raw:X a raw score, score:Y a normalised score (0.5 = the trained threshold, e.g. score:0.6 "
+                  "flags fewer parts; each product moves by its own scale), or a bare raw score X")
+
+
+def _override(text: str):
+    """argparse type of --threshold: a bad value is a usage error (exit 2) saying what is accepted."""
+    from edgead.core.thresholds import Override
+
+    try:
+        return Override.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _models_help() -> str:
     from edgead.models import MODELS
 
@@ -215,8 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default=None, help="runtime device, e.g. cuda or tensorrt (onnxruntime), GPU (openvino); "
                    "falls back to the CPU with a warning where the runtime lacks it")
     e.add_argument("--json", action="store_true", help="print one JSON object")
-    e.add_argument("--threshold", type=float, default=None, metavar="RAW",
-                   help="use this raw score as the threshold (the manual kind) instead of the run's active one")
+    e.add_argument("--threshold", type=_override, default=None, metavar="raw:X|score:Y",
+                   help=THRESHOLD_HELP)
     _task_arguments("eval", e)
     e.set_defaults(func=cmd_eval)
 
@@ -248,8 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "falls back to the CPU with a warning where the runtime lacks it")
     r.add_argument("--json", action="store_true", help="one JSON line per input, with the target, runtime and "
                    "precision that scored it")
-    r.add_argument("--threshold", type=float, default=None, metavar="RAW",
-                   help="use this raw score (image, or window for signals) as the threshold (the manual kind)")
+    r.add_argument("--threshold", type=_override, default=None, metavar="raw:X|score:Y",
+                   help=THRESHOLD_HELP)
     r.add_argument("--save-maps", default=None, help="folder for heat-map overlays (PNG); signals: point scores (CSV)")
     _task_arguments("predict", r)
     r.set_defaults(func=cmd_predict)

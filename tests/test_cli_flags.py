@@ -55,6 +55,33 @@ def test_predict_threshold_overrides_the_decision(tiny_bundle, small_mvtec, caps
     assert sum(r["is_anomalous"] for r in manual) == len(rows) - len(rows) // 2
 
 
+def test_predict_normalised_threshold_moves_by_the_trained_span(tiny_bundle, small_mvtec, capsys):
+    from edgead.core.thresholds import ThresholdSet
+
+    folder = small_mvtec / "test/colour"
+    image = ThresholdSet.from_json(json.loads((tiny_bundle / "edgead.json").read_text())["thresholds"]["image"])
+    nz = image.normalizer()
+    for arg, raw in (("score:0.6", nz.threshold + 0.1 * nz.span), ("score:0.35", nz.threshold - 0.15 * nz.span)):
+        assert main(["predict", str(tiny_bundle), str(folder), "--json", "--runtime", "onnxruntime",
+                     "--threshold", arg]) == 0
+        rows = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
+        assert [r["is_anomalous"] for r in rows] == [r["raw_score"] >= raw for r in rows], arg
+        assert all((r["score"] >= 0.5) == r["is_anomalous"] for r in rows)
+    assert main(["predict", str(tiny_bundle), str(folder), "--json", "--threshold", f"raw:{nz.threshold}"]) == 0
+    by_raw = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
+    assert [r["is_anomalous"] for r in by_raw] == [r["raw_score"] >= nz.threshold for r in by_raw]
+
+
+@pytest.mark.parametrize("bad, says", [("score:1.5", "strictly between 0 and 1"), ("pixel:0.3", "expected raw:VALUE"),
+                                       ("high", "expected raw:VALUE"), ("raw:nan", "expected raw:VALUE")])
+def test_bad_threshold_values_are_usage_errors(tiny_bundle, small_mvtec, capsys, bad, says):
+    with pytest.raises(SystemExit) as e:
+        main(["predict", str(tiny_bundle), str(small_mvtec / "test/colour"), "--threshold", bad])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --threshold" in err and says in err and "Traceback" not in err
+
+
 def test_predictor_set_threshold_moves_the_normalisation(tiny_bundle, small_mvtec):
     from edgead.predictor import Predictor
 

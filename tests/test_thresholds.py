@@ -5,8 +5,8 @@ import pytest
 
 from edgead.core.metrics import f1_max, pixel_f1_max
 from edgead.core.thresholds import (
-    Normalizer, ThresholdSet, f1_adaptive, manual, normal_quantile, pixel_f1_adaptive,
-    pixel_normal_quantile, span_from_normal,
+    FalseAlarms, Normalizer, Override, ThresholdSet, f1_adaptive, false_alarm_rate, manual, needed_for, normal_quantile,
+    pixel_f1_adaptive, pixel_normal_quantile, print_false_alarms, rank, span_from_normal,
 )
 
 
@@ -14,8 +14,45 @@ def _json_round_trip(d):
     return json.loads(json.dumps(d))
 
 
+def test_normal_quantile_is_the_order_statistic_of_rank_ceil_n_plus_1_q():
+    scores = np.random.default_rng(3).permutation(np.arange(300.0))
+    assert normal_quantile(scores, q=0.99) == 297.0  # k = ceil(301 * 0.99) = 298, the 298th smallest
+    assert normal_quantile(np.arange(101.0), q=0.99) == 100.0  # k = ceil(101.98) = 102 > n: the maximum
+    assert normal_quantile([3.0, 1.0, 2.0], q=0.5) == 2.0
+    assert rank(98, 0.99) == 98 and rank(199, 0.99) == 198  # ceil(200 * 0.99)
+    assert needed_for(0.99) == 99 and needed_for(0.95) == 19
+
+
+def test_false_alarm_rate_matches_simulated_holdouts():
+    """4000 hold-outs of uniform normal scores: the share of new normals at or above each
+    threshold (1 - t for uniform scores) averages the stated rate, and the 90 % interval holds
+    it about 90 % of the time."""
+    rng = np.random.default_rng(0)
+    for n, q in ((5, 0.99), (60, 0.95), (250, 0.99)):
+        rate = false_alarm_rate(n, q)
+        true = np.array([1.0 - normal_quantile(rng.random(n), q) for _ in range(4000)])
+        assert true.mean() == pytest.approx(rate.expected, rel=0.05), (n, q)
+        covered = np.mean((true >= rate.low) & (true <= rate.high))
+        assert covered == pytest.approx(0.90, abs=0.02), (n, q)
+        assert rate.enough == (n >= needed_for(q))
+    small = false_alarm_rate(5, 0.99)
+    assert small.expected == pytest.approx(1 / 6) and small.k == 5
+    assert FalseAlarms.from_json(_json_round_trip(small.to_json())) == small
+
+
+def test_training_warns_when_the_holdout_is_too_small_for_the_rate(capsys):
+    small = ThresholdSet.from_scores(np.random.default_rng(0).random(5)).to_json()
+    print_false_alarms(small, "images")
+    out, err = capsys.readouterr()
+    assert "expected false alarms on good images: 16.7%" in out and "from 5 held-out images" in out
+    assert "5 held-out good images are too few for a 1.0% false-alarm rate" in err and "--holdout" in err
+    big = ThresholdSet.from_scores(np.random.default_rng(0).random(200)).to_json()
+    print_false_alarms(big, "images")
+    out, err = capsys.readouterr()
+    assert "expected false alarms on good images: 1.0%" in out and err == ""
+
+
 def test_normal_quantile_known_distribution():
-    assert normal_quantile(np.arange(101), q=0.99) == pytest.approx(99.0)
     x = np.random.default_rng(0).normal(size=200_000)
     assert normal_quantile(x) == pytest.approx(2.3263, abs=0.03)  # default q = 0.99
     # ~1 % of fresh normal samples exceed it
@@ -113,9 +150,10 @@ def test_pixel_thresholds():
         m[4:10, 4:12] = 1
         a[4:10, 4:12] += 0.8
     normal_maps = maps[3:]
-    assert pixel_normal_quantile(normal_maps, 0.9) == pytest.approx(np.quantile([a.max() for a in normal_maps], 0.9))
-    all_px = np.concatenate([a.ravel() for a in normal_maps])
-    assert pixel_normal_quantile(normal_maps, 0.99, per="pixel") == pytest.approx(np.quantile(all_px, 0.99))
+    maxima = np.sort([a.max() for a in normal_maps])
+    assert pixel_normal_quantile(normal_maps, 0.5) == maxima[2]  # k = ceil(5 * 0.5) = 3 of 4 maps
+    all_px = np.sort(np.concatenate([a.ravel() for a in normal_maps]))
+    assert pixel_normal_quantile(normal_maps, 0.99, per="pixel") == all_px[rank(all_px.size, 0.99) - 1]
 
     ts = ThresholdSet.from_maps(maps, masks)
     assert ts.values["f1_adaptive"] == pixel_f1_max(masks, maps)[1] == pixel_f1_adaptive(masks, maps)
@@ -128,3 +166,20 @@ def test_pixel_thresholds():
     assert set(only_normal.values) == {"normal_quantile"}
     with pytest.raises(ValueError, match="anomalous"):
         only_normal.select("f1_adaptive")
+
+
+def test_override_moves_each_threshold_set_by_its_own_span():
+    rng = np.random.default_rng(0)
+    narrow, wide = ThresholdSet.from_scores(rng.normal(0, 1, 300)), ThresholdSet.from_scores(rng.normal(5, 10, 300))
+    spans = [t.normalizer().span for t in (narrow, wide)]
+    before = [t.threshold for t in (narrow, wide)]
+    o = Override.parse("score:0.6")
+    for t in (narrow, wide):
+        o.apply(t)
+    assert [t.active for t in (narrow, wide)] == ["manual", "manual"]
+    assert [t.threshold for t in (narrow, wide)] == pytest.approx([b + 0.1 * s for b, s in zip(before, spans)])
+    assert Override.parse("raw:-2.5") == Override(-2.5, "raw") == Override.parse("-2.5") == Override.parse(-2.5)
+    assert Override.parse("-2.5").raw(narrow) == -2.5
+    for bad in ("score:0", "score:1", "x:1", "", "raw:", "score:inf"):
+        with pytest.raises(ValueError, match="threshold"):
+            Override.parse(bad)

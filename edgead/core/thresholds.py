@@ -3,7 +3,9 @@
 A part (or pixel) is anomalous iff ``raw_score >= threshold``. Three ways to get a threshold:
 
 * ``normal_quantile`` - from held-out *good* parts only (the usual production-line case):
-  the q-quantile of their scores, so about ``1 - q`` of good parts raise a false alarm.
+  the order statistic of rank ``k = ceil((n + 1) q)`` of their n scores. A new good part then
+  raises a false alarm with probability ``(n + 1 - k) / (n + 1)`` on average (about ``1 - q``),
+  whatever the score distribution; ``false_alarm_rate`` gives that rate with its interval.
 * ``f1_adaptive`` - maximises F1 on a labelled validation set (needs anomalous samples).
 * ``manual`` - a value chosen by the engineer.
 
@@ -16,6 +18,7 @@ Everything is stored as plain JSON dicts next to a trained run.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Literal, Sequence, Union
 
@@ -31,7 +34,8 @@ DEFAULT_LOW_Q = 0.01  # quantile of normal scores that normalises to ~0
 
 __all__ = [
     "KINDS", "DEFAULT_Q", "f1_adaptive", "normal_quantile", "manual", "pixel_f1_adaptive",
-    "pixel_normal_quantile", "span_from_normal", "Normalizer", "ThresholdSet",
+    "pixel_normal_quantile", "span_from_normal", "Normalizer", "ThresholdSet", "FalseAlarms",
+    "false_alarm_rate", "rank", "needed_for", "print_false_alarms", "Override",
 ]
 
 _NO_ANOMALIES = (
@@ -57,15 +61,90 @@ def f1_adaptive(labels: ArrayLike, scores: ArrayLike) -> float:
     return f1_max(labels, scores)[1]
 
 
-def normal_quantile(normal_scores: ArrayLike, q: float = DEFAULT_Q) -> float:
-    """q-quantile of held-out normal scores: about ``1 - q`` of good parts will be flagged.
+def rank(n: int, q: float) -> int:
+    """1-based rank of the order statistic used as the q-threshold of n normal scores:
+    ``ceil((n + 1) q)``, at most n (then the threshold is the highest normal score seen)."""
+    return max(1, min(n, math.ceil((n + 1) * q - 1e-9)))
 
-    With fewer than ~``1 / (1 - q)`` samples (100 for q=0.99) this is close to the highest
-    normal score seen and the false-alarm estimate is rough: hold out more good parts.
-    """
+
+def needed_for(q: float) -> int:
+    """Fewest held-out normal samples whose threshold is not simply their maximum, i.e. whose
+    expected false-alarm rate can reach ``1 - q`` (99 for q = 0.99)."""
+    return math.ceil(q / (1.0 - q) - 1e-9) if q < 1.0 else math.inf
+
+
+def normal_quantile(normal_scores: ArrayLike, q: float = DEFAULT_Q) -> float:
+    """The order statistic of rank ``rank(n, q)`` of held-out normal scores.
+
+    Unlike an interpolated quantile, its false-alarm rate on new normal parts is known exactly
+    for any continuous score distribution (see ``false_alarm_rate``); with fewer than
+    ``needed_for(q)`` samples it is their maximum and the rate is ``1 / (n + 1)``, above 1 - q."""
     if not 0.0 < q <= 1.0:
         raise ValueError(f"q must be in (0, 1], got {q}")
-    return float(np.quantile(_finite_1d(normal_scores, "normal_scores"), q))
+    s = np.sort(_finite_1d(normal_scores, "normal_scores"))
+    return float(s[rank(s.size, q) - 1])
+
+
+@dataclass(frozen=True)
+class FalseAlarms:
+    """Share of new normal samples at or above a normal_quantile threshold: ``expected`` on
+    average, within [low, high] with probability ``confidence`` (over the draw of the n
+    held-out samples). The share is Beta(n + 1 - k, k) distributed for continuous scores."""
+
+    expected: float
+    low: float
+    high: float
+    confidence: float
+    n: int
+    k: int
+    target: float  # 1 - q: the rate asked for
+
+    @property
+    def enough(self) -> bool:
+        """Whether n held-out samples can reach the rate asked for (see ``needed_for``)."""
+        return self.n >= needed_for(1.0 - self.target)
+
+    def describe(self, what: str = "samples") -> str:
+        return (f"expected false alarms on good {what}: {self.expected:.1%} ({self.confidence:.0%} interval "
+                f"{self.low:.1%}-{self.high:.1%}), from {self.n} held-out {what}")
+
+    def to_json(self) -> dict:
+        return {"expected": self.expected, "low": self.low, "high": self.high, "confidence": self.confidence,
+                "n": self.n, "k": self.k, "target": self.target,
+                "statistic": "order statistic of rank k = ceil((n + 1) q) of the n held-out normal scores"}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "FalseAlarms":
+        return cls(*(float(d[k]) for k in ("expected", "low", "high", "confidence")), int(d["n"]), int(d["k"]),
+                   float(d["target"]))
+
+
+def false_alarm_rate(n: int, q: float = DEFAULT_Q, confidence: float = 0.9) -> FalseAlarms:
+    """The false-alarm rate of ``normal_quantile`` on n held-out normal samples (training side:
+    imports scipy)."""
+    from scipy.stats import beta
+
+    k = rank(n, q)
+    a, b = n + 1 - k, k
+    tail = (1.0 - confidence) / 2
+    low, high = (float(v) for v in beta.ppf([tail, 1.0 - tail], a, b))
+    return FalseAlarms(a / (n + 1), low, high, confidence, n, k, round(1.0 - q, 12))
+
+
+def print_false_alarms(thresholds: dict, what: str) -> None:
+    """After training: the expected false-alarm rate of a threshold set (its JSON) on stdout, and
+    on stderr a warning saying what to do when its held-out normal samples are too few for the
+    rate asked for. Nothing for thresholds without the record (f1_adaptive, manual, old runs)."""
+    fa = (thresholds.get("meta") or {}).get("false_alarms")
+    if not fa or thresholds.get("active") != "normal_quantile":
+        return
+    rate = FalseAlarms.from_json(fa)
+    print(rate.describe(what))
+    if not rate.enough:
+        print(f"warning: {rate.n} held-out good {what} are too few for a {rate.target:.1%} false-alarm rate (that "
+              f"needs at least {needed_for(1.0 - rate.target)}). Hold out more good {what} (add good {what}, or raise "
+              "--holdout), or set the threshold on the line (edgead predict --threshold score:0.6 or raw:VALUE)",
+              file=sys.stderr)
 
 
 def manual(value: float) -> float:
@@ -157,6 +236,47 @@ class Normalizer:
         return cls(float(d["threshold"]), float(d["span"]), str(d.get("kind", "manual")))
 
 
+# --------------------------------------------------------------------------- override
+@dataclass(frozen=True)
+class Override:
+    """A threshold a user sets on the line: a raw score ("raw:1.2", or a bare "1.2"), or a
+    normalised score ("score:0.6", 0.5 being the trained threshold), which moves each threshold
+    set by its own span, so one value suits every product of a unified model."""
+
+    value: float
+    scale: Literal["raw", "score"] = "raw"
+
+    @classmethod
+    def parse(cls, text: str | float) -> "Override":
+        """"raw:1.2", "score:0.6" or "1.2" -> Override; ValueError says what is accepted."""
+        if isinstance(text, (int, float)):
+            return cls(manual(text))
+        scale, sep, number = str(text).strip().rpartition(":")
+        scale = scale if sep else "raw"
+        try:
+            value = float(number)
+        except ValueError:
+            value = math.nan
+        if scale not in ("raw", "score") or not math.isfinite(value):
+            raise ValueError(f"threshold {text!r}: expected raw:VALUE (a raw score), score:VALUE (a normalised score, "
+                             "0.5 = the trained threshold) or a bare raw score, e.g. raw:1.2 or score:0.6")
+        if scale == "score" and not 0.0 < value < 1.0:
+            raise ValueError(f"threshold {text!r}: a normalised score lies strictly between 0 and 1 (0.5 = the "
+                             "trained threshold); scores are clipped to [0, 1], so 0 and 1 cannot be told apart")
+        return cls(value, scale)
+
+    def raw(self, thresholds: "ThresholdSet") -> float:
+        """The raw threshold this override means for `thresholds` (its active kind's span)."""
+        if self.scale == "raw":
+            return self.value
+        nz = thresholds.normalizer()
+        return nz.threshold + (self.value - 0.5) * nz.span
+
+    def apply(self, thresholds: "ThresholdSet") -> None:
+        """Make this override the active (manual) threshold of `thresholds`."""
+        thresholds.set_manual(self.raw(thresholds))
+
+
 # --------------------------------------------------------------------------- threshold set
 @dataclass
 class ThresholdSet:
@@ -201,6 +321,8 @@ class ThresholdSet:
             values["f1_adaptive"] = f1_adaptive(y, s)
         ref = normal if normal.size else s
         meta = {"level": "image", "q": q, "n_normal": int(normal.size), "n_anomalous": n_anom}
+        if normal.size:
+            meta["false_alarms"] = false_alarm_rate(normal.size, q).to_json()
         return cls._build(values, manual, active, float(np.quantile(ref, low_q)), float(ref.max()), meta)
 
     @classmethod
@@ -243,6 +365,8 @@ class ThresholdSet:
             values["f1_adaptive"] = pixel_f1_adaptive(ms, ams)
         meta = {"level": "pixel", "q": q, "per": per, "n_normal_maps": len(normal_maps),
                 "n_maps": len(ams), "n_defect_pixels": n_defect}
+        if normal_maps and per == "image":  # per pixel, neighbouring pixels are not independent draws
+            meta["false_alarms"] = false_alarm_rate(len(normal_maps), q).to_json()
         return cls._build(values, manual, active, float(np.quantile(ref, low_q)), high, meta)
 
     @classmethod

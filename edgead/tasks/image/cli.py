@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from edgead.core.errors import DataError, UsageError
+from edgead.core.thresholds import print_false_alarms
 from edgead.core.output_names import named_inputs
 
 EXIT_OK, EXIT_FAILED_ITEMS = 0, 1
@@ -58,6 +59,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     print(f"trained {a.model} in {cfg['train']['seconds']} s on {cfg['train']['n_fit']} images "
           f"({cfg['train']['n_holdout']} held out for thresholds); image threshold "
           f"{th['values'][th['active']]:.4g} ({th['active']}); run written to {a.out}")
+    print_false_alarms(th, "images")
     return EXIT_OK
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from edgead.core.errors import UsageError
 from edgead.core.predictor import BasePredictor, choose_target
-from edgead.core.thresholds import ThresholdSet
+from edgead.core.thresholds import Override, ThresholdSet
 from edgead.tasks.image import postprocess
 from edgead.tasks.image.postprocess import PostSpec
 from edgead.tasks.image.preprocess import Geometry, InputSpec, as_rgb, preprocess, read_image
@@ -69,17 +69,19 @@ class Predictor(BasePredictor):
             raise UsageError(f"unknown product {product!r}; this model knows: {', '.join(self.product_thresholds)}")
         return self.product_thresholds[product]
 
-    def set_threshold(self, raw: float, product: str | None = None) -> None:
-        """Use `raw` (a raw image score) as the image threshold, as the "manual" kind; scores are
-        normalised against it from now on (0.5 = raw). For `product` only, or (None) for every
-        product and the product-agnostic threshold."""
+    def set_threshold(self, value: float | str | Override, product: str | None = None) -> None:
+        """Set the image threshold (the "manual" kind): a raw score, or an `Override` such as
+        "score:0.6" (normalised: 0.5 = the trained threshold). Scores are normalised against it
+        from now on. For `product` only, or (None) for every product and the product-agnostic
+        threshold; a normalised value moves each product by its own span."""
+        override = value if isinstance(value, Override) else Override.parse(value)
         image, _ = self.thresholds(product)
         if image is None:
             raise UsageError("this model has no thresholds to override; train it with `edgead train`")
-        image.set_manual(raw)
+        override.apply(image)
         if product is None:
             for other, _ in self.product_thresholds.values():
-                other.set_manual(raw)
+                override.apply(other)
 
     def channel(self, product: str | None) -> int:
         """The anomaly_map channel of `product`: 0, except for a prompted model (OneNIP-lite),

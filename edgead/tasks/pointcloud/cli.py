@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgead.core.errors import DataError, UsageError
+from edgead.core.thresholds import print_false_alarms
 from edgead.tasks.pointcloud.data import scan_files
 from edgead.tasks.pointcloud.io import SUFFIXES
 
@@ -43,6 +44,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     print(f"trained {a.model} in {cfg['train']['seconds']} s on {cfg['train']['n_fit']} scans "
           f"({cfg['train']['n_holdout']} held out for thresholds; bank of {cfg['complexity']['bank_entries']} "
           f"descriptors); cloud threshold {th['values'][th['active']]:.4g} ({th['active']}); run written to {a.out}")
+    print_false_alarms(th, "scans")
     return EXIT_OK
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from edgead.core.errors import DataError, UsageError
 from edgead.core.predictor import BasePredictor
-from edgead.core.thresholds import ThresholdSet
+from edgead.core.thresholds import Override, ThresholdSet
 from edgead.tasks.pointcloud.io import Cloud, read_cloud
 from edgead.tasks.pointcloud.preprocess import spec_from_json
 
@@ -69,11 +69,12 @@ class PointCloudPredictor(BasePredictor):
         self.cloud_thresholds = ThresholdSet.from_json(th["cloud"]) if "cloud" in th else None
         self.point_thresholds = ThresholdSet.from_json(th["point"]) if "point" in th else None
 
-    def set_threshold(self, raw: float) -> None:
-        """Use `raw` (a raw cloud score) as the cloud threshold (the "manual" kind)."""
+    def set_threshold(self, value: float | str | Override) -> None:
+        """Set the cloud threshold (the "manual" kind): a raw cloud score, or an `Override` such
+        as "score:0.6" (normalised: 0.5 = the trained threshold)."""
         if self.cloud_thresholds is None:
             raise UsageError("this model has no thresholds to override; train it with `edgead train`")
-        self.cloud_thresholds.set_manual(raw)
+        (value if isinstance(value, Override) else Override.parse(value)).apply(self.cloud_thresholds)
 
     def scores(self, prepared) -> tuple[np.ndarray, float]:
         """A scan prepared by `self.spec.prepare` -> (raw smoothed scores of its valid points, raw

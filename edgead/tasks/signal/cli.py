@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgead.core.errors import DataError, UsageError
+from edgead.core.thresholds import print_false_alarms
 from edgead.core.output_names import unique_names
 
 DATA_KIND_HELP = "signal data: ucr, wfdb, nab, csv or npy (default: from the file)"
@@ -57,6 +58,7 @@ def cmd_train(a: argparse.Namespace) -> int:
           f"({cfg['train']['n_holdout']} held out for thresholds; {c['params']} parameters, "
           f"{c['flops_per_window'] / 1e6:.1f} MFLOPs per window); window threshold "
           f"{th['values'][th['active']]:.4g} ({th['active']}); run written to {a.out}")
+    print_false_alarms(th, "windows")
     return 0
 
 

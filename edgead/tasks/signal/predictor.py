@@ -21,7 +21,7 @@ import numpy as np
 
 from edgead.core.errors import DataError, UsageError
 from edgead.core.predictor import BasePredictor
-from edgead.core.thresholds import ThresholdSet
+from edgead.core.thresholds import Override, ThresholdSet
 from edgead.tasks.signal.preprocess import (Resampler, SignalSpec, as_series, as_windows, cut_windows, fill_gaps,
                                             normalize, overlap_mean, window_faults, window_starts)
 
@@ -120,11 +120,12 @@ class SignalPredictor(BasePredictor):
             return np.zeros((0, self.spec.length), np.float32), np.zeros(0, np.float32)
         return np.concatenate(points), np.concatenate(wins)
 
-    def set_threshold(self, raw: float) -> None:
-        """Use `raw` (a raw window score) as the window threshold, as the "manual" kind."""
+    def set_threshold(self, value: float | str | Override) -> None:
+        """Set the window threshold (the "manual" kind): a raw window score, or an `Override` such
+        as "score:0.6" (normalised: 0.5 = the trained threshold)."""
         if self.window_thresholds is None:
             raise UsageError("this model has no thresholds to override; train it with `edgead train`")
-        self.window_thresholds.set_manual(raw)
+        (value if isinstance(value, Override) else Override.parse(value)).apply(self.window_thresholds)
 
     @property
     def window_threshold(self) -> float:
