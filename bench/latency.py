@@ -17,7 +17,7 @@ IMAGE = Path(__file__).resolve().parents[1] / "examples/data/hazelnut_toy/test/c
 
 def measure(bundle: str, runtime: str, threads: int, n: int = 50, precision: str = "auto", warmup: int = 5) -> dict:
     manifest = bundle_io.load_manifest(bundle, verify=False)
-    target = choose_target(manifest, runtime, precision)
+    target = choose_target(manifest, runtime, precision).target
     case = Case(target, runtime, manifest["artefacts"][target].get("precision", "fp32"), threads)
     row = measure_case(bundle, case, {"images": [str(IMAGE)]}, n=n, warmup=warmup)
     return {"runtime": runtime, "precision": row["precision"], "threads": threads,

@@ -19,28 +19,25 @@ import datetime as _dt
 import importlib.metadata
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 import runtimes
 
-from edgead import __version__
 from edgead import targets as target_table
 from edgead.core import bundle as bundle_io
+from edgead.core import speed
 from edgead.core.bundle import artefact_bytes
 from edgead.core.errors import UsageError
+from edgead.core.machine import cpu_model, default_threads, machine_info  # noqa: F401 (re-exported)
 
-#: pip distributions whose versions describe the machine's software.
-VERSIONED = ("numpy", "opencv-python-headless", "opencv-python", "onnxruntime", "onnxruntime-gpu",
-             "openvino", "ai-edge-litert", "tflite-runtime")
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # holds edgead/ and runtimes/
 
 
@@ -101,71 +98,6 @@ def plan(manifest: dict, wanted: Sequence[str] | None = None, threads: Sequence[
 def _row(target, runtime, precision, threads, status, reason=None, nbytes=None) -> dict:
     return {"target": target, "runtime": runtime, "precision": precision, "threads": threads,
             "status": status, "reason": reason, "bytes": nbytes}
-
-
-# ------------------------------------------------------------------------------ the machine
-
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text(errors="replace").replace("\x00", "").strip()
-    except OSError:
-        return ""
-
-
-def _field(text: str, key: str) -> str:
-    for line in text.splitlines():
-        k, _, v = line.partition(":")
-        if k.strip() == key and v.strip():
-            return v.strip()
-    return ""
-
-
-def _command(*cmd: str) -> str:
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=5).stdout
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-def cpu_model() -> str:
-    """A human name for the CPU: x86 'model name', lscpu (Arm cores, e.g. Cortex-A72), macOS, platform."""
-    info = _read("/proc/cpuinfo")
-    return (_field(info, "model name") or _field(_command("lscpu"), "Model name")
-            or (_command("sysctl", "-n", "machdep.cpu.brand_string").strip() if sys.platform == "darwin" else "")
-            or _field(info, "Hardware") or _field(info, "Model") or platform.processor() or platform.machine())
-
-
-def installed_versions(names: Iterable[str] = VERSIONED) -> dict[str, str]:
-    """Versions of the installed distributions among `names` (metadata only, nothing imported)."""
-    out = {"edgead": __version__, "python": platform.python_version()}
-    for n in names:
-        try:
-            out[n] = importlib.metadata.version(n)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def machine_info() -> dict:
-    """CPU, cores, memory, OS, architecture, board (Pi / Jetson) and software versions."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        usable = os.cpu_count()
-    try:
-        mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (AttributeError, ValueError, OSError):
-        mem_gb = None
-    info = {"cpu": cpu_model(), "cores": os.cpu_count(), "usable_cores": usable, "memory_gb": mem_gb,
-            "os": platform.platform(), "arch": platform.machine(), "versions": installed_versions()}
-    try:
-        info["load_avg"] = [round(x, 2) for x in os.getloadavg()]  # other work on the machine skews latency
-    except (AttributeError, OSError):
-        pass
-    board = _read("/proc/device-tree/model")
-    if board:
-        info["board"] = board
-    return info
 
 
 # ------------------------------------------------------------------------------ measuring (child side)
@@ -303,15 +235,6 @@ def measure_in_child(bundle: str | Path, case: Case, timing: dict, n: int, warmu
         return json.loads(out_path.read_text())
 
 
-def default_threads() -> list[int]:
-    """1 thread and all usable cores."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return sorted({1, cores})
-
-
 def run_benchmark(bundle: str | Path, runtimes_wanted: Sequence[str] | None = None,
                   threads: Sequence[int | None] | None = None, data: str | Path | None = None,
                   n: int = 200, warmup: int = 20, precisions: Sequence[str] | None = None, device=None,
@@ -343,6 +266,7 @@ def run_benchmark(bundle: str | Path, runtimes_wanted: Sequence[str] | None = No
         evaluated.add(case.target)
         rows.append(row)
     _share_accuracy(rows)
+    _file_speed(bundle, rows, started, log)
     rows += skipped
     if hasattr(os, "getloadavg"):
         machine["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -353,6 +277,25 @@ def run_benchmark(bundle: str | Path, runtimes_wanted: Sequence[str] | None = No
             "settings": {"n": n, "warmup": warmup, "threads": threads, "data": str(data) if data else None,
                          "timing_images": timing_text, "device": device},
             "machine": machine, "rows": rows}
+
+
+def _file_speed(bundle: Path, rows: list[dict], date: str, log: Callable[[str], None] | None) -> None:
+    """This machine's median model-call times into the bundle's speed.json, so that
+    precision="auto" picks INT8 here only where it was measured faster (edgead.core.speed)."""
+    measured: dict[str, dict[str, float]] = {}
+    for r in rows:
+        if r["status"] == "ok":
+            measured.setdefault(r["target"], {})[speed.thread_key(r["threads"])] = round(r["model_ms"]["p50"], 4)
+    if not measured:
+        return
+    try:
+        path = speed.file_figures(bundle, measured, date)
+    except OSError as e:  # a read-only bundle: the figures are in the report all the same
+        if log:
+            log(f"could not file the speed figures in {bundle} ({e}); precision=auto keeps export's choice here")
+        return
+    if log:
+        log(f"speed figures filed in {path}: precision=auto picks by them on this machine")
 
 
 def _share_accuracy(rows: list[dict]) -> None:

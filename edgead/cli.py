@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from edgead.core.errors import EdgeadError, UsageError
@@ -71,7 +72,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
     task = for_path(a.source)
     _foreign_flags(a, task)
-    res = task.evaluate(_predictor(task, a.source, a), a.data, **task.eval_options(a))
+    pred = _predictor(task, a.source, a)
+    res = {**task.evaluate(pred, a.data, **task.eval_options(a)), "chosen": pred.choice.reason}
     if a.json:
         print(json.dumps(res))
     else:
@@ -99,7 +101,9 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
     task = for_path(a.bundle)
     _foreign_flags(a, task)
-    return task.cli_predict(a, _predictor(task, a.bundle, a))
+    pred = _predictor(task, a.bundle, a)
+    print(f"edgead predict: scoring with {pred.choice.reason}", file=sys.stderr, flush=True)
+    return task.cli_predict(a, pred)
 
 
 def cmd_slim(a: argparse.Namespace) -> int:
@@ -116,23 +120,26 @@ def cmd_slim(a: argparse.Namespace) -> int:
 def cmd_export(a: argparse.Namespace) -> int:
     from edgead import targets as target_table
     from edgead.core.bundle import artefact_bytes
+    from edgead.core.quiet import quiet
     from edgead.export import export
 
     targets = target_table.parse(a.target)
-    manifest = export(a.run, a.out, targets, int8=a.int8, calib=a.calib, calib_size=a.calib_size,
-                      max_drop=a.max_drop, max_shift=a.max_shift, val=a.val)
-    for t in targets:
-        art = manifest["artefacts"][t]
-        print(f"{t:>8}: {art['file']} ({artefact_bytes(manifest, t) / 1e6:.1f} MB, {art['precision']}, "
-              f"max |diff| vs torch {art['max_abs_diff_vs_torch']:.2g})")
-        if a.int8:
-            key = target_table.get(t).int8_key
-            q = manifest["artefacts"][key]
-            g = q["gate"]
-            drop = "n/a (no anomalies)" if g["drop"] is None else f"{g['drop']:.4f}"
-            print(f"{key:>13}: {q['file']} ({artefact_bytes(manifest, key) / 1e6:.1f} MB, int8, AUROC drop {drop}, "
-                  f"score shift {g['score_shift']:.4f}; {g['chosen']})")
-    print(f"bundle written to {a.out}")
+    log = Path(a.out).with_name(Path(a.out).name + ".export.log")  # beside the bundle: it names local folders
+    started = time.perf_counter()
+    try:
+        with quiet(log, verbose=a.verbose) as say:
+            manifest = export(a.run, a.out, targets, int8=a.int8, calib=a.calib, calib_size=a.calib_size,
+                              max_drop=a.max_drop, max_shift=a.max_shift, val=a.val, log=say)
+    except BaseException:
+        if not a.verbose:
+            print(f"edgead export: the converters' own output is in {log}", file=sys.stderr)
+        raise
+    keys = [k for t in targets for k in (t, target_table.get(t).int8_key) if k in manifest["artefacts"]]
+    for key in keys:
+        art = manifest["artefacts"][key]
+        print(f"{key}: {art['file']}, {artefact_bytes(manifest, key) / 1e6:.1f} MB, {art['precision']}")
+    print(f"bundle written to {a.out} in {time.perf_counter() - started:.0f} s"
+          + ("" if a.verbose else f"; the converters' own output is in {log}"))
     return EXIT_OK
 
 
@@ -251,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "score (0.5 = threshold) of normal images vs FP32 (default 0.05)")
     x.add_argument("--val", default=None, help="INT8 validation data (default: the run's test split if it has "
                    "anomalies, else normal images held out from training)")
+    x.add_argument("-v", "--verbose", action="store_true", help="show the converters' and quantizers' own output "
+                   "(by default it goes to OUT.export.log beside the bundle)")
     x.set_defaults(func=cmd_export)
 
     r = sub.add_parser("predict", help="score images, signals or point clouds with a bundle")

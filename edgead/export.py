@@ -9,6 +9,7 @@ import inspect
 import os
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
@@ -176,16 +177,23 @@ def export(run_dir: str | Path, out: str | Path, targets_wanted: list[str], samp
                 files, meta = fp32
                 log(f"{target}: reusing the FP32 artefact already in the bundle")
             else:
+                started = time.perf_counter()
                 files, meta = _convert_checked(model, x, target, Path(tmp) / target, reference, ref_max)
                 meta["parity_input"] = parity_input
-                log(f"{target}: converted, max |diff| vs torch {meta['max_abs_diff_vs_torch']:.2g}")
+                log(f"{target}: converted in {time.perf_counter() - started:.1f} s; max |diff| vs torch "
+                    f"{meta['max_abs_diff_vs_torch']:.2g} on {parity_input}")
                 staged[target] = (files, meta)
             if int8:
-                session = session or _int8_session(cfg, task, calib, calib_size, val)
+                if session is None:
+                    session = _int8_session(cfg, task, calib, calib_size, val)
+                    log(f"INT8: calibrating on {_calibration_text(session.data.calib_info)}; gate: AUROC drop <= "
+                        f"{max_drop}, score shift <= {max_shift}")
                 key, q_files, q_meta = _quantize(session, target, files[meta["file"]], Path(tmp) / f"{target}_int8",
-                                                 max_drop, max_shift)
+                                                 max_drop, max_shift, log)
+                log(f"{key}: chose '{q_meta['gate']['chosen']}'")
+                q_meta["speed"] = _time_pair(meta["runtime"], files[meta["file"]], q_files[q_meta["file"]], x,
+                                             _input_name(model), target, log)
                 staged[key] = (q_files, q_meta)
-                log(f"{key}: gate passed ({q_meta['gate']['chosen']})")
         private = [train_of(cfg).get("data", {}).get(k) for k in PATH_KEYS] + [calib, val, run_dir]
         for meta in (m for _, m in staged.values()):
             meta["weights_sha256"] = cfg["weights_sha256"]
@@ -273,13 +281,61 @@ def _int8_session(cfg: RunRecord, task, calib, calib_size: int | None, val):
     return Int8Session(cfg, task.int8_data(cfg, calib, calib_size, val), task.predictor_class())
 
 
+def _calibration_text(info: dict) -> str:
+    """"200 images from hazelnut (training images)": the task's calibration record in words."""
+    count = next((f"{v} {k[2:]}" for k, v in info.items() if k.startswith("n_")), "inputs")
+    return f"{count} from {info.get('source', 'the training data')}"
+
+
+def _attempt_line(key: str, log: Callable[[str], None]) -> Callable[[dict], None]:
+    """One line per INT8 candidate the gate measured: what was tried, its drop and shift, the verdict."""
+    def line(attempt: dict) -> None:
+        if attempt.get("failed"):
+            figures = attempt["failed"]
+        else:
+            figures = ", ".join(f"{k} {attempt[k]:.4f}" for k in ("drop", "score_shift") if attempt.get(k) is not None)
+        ok = attempt.get("excess") is not None and attempt["excess"] <= 1.0
+        log(f"{key}: tried '{attempt['name']}': {figures or 'measured'} -> {'within' if ok else 'over'} the limits")
+    return line
+
+
+def _time_pair(runtime: str, fp32_file: Path, int8_file: Path, x: np.ndarray, input_name: str, target: str,
+               log: Callable[[str], None], calls: int = 20) -> dict | None:
+    """Median ms of one model call, FP32 and INT8, interleaved on this machine (the runtime's own
+    thread count, as a Predictor uses by default): what precision="auto" picks by here. A
+    failure to time only costs that choice (FP32 is then picked), not the export."""
+    import runtimes
+
+    from edgead.core.speed import export_entry
+
+    try:
+        pair = [runtimes.load(runtime, f) for f in (fp32_file, int8_file)]
+        feed = {input_name: x}
+        ms: list[list[float]] = [[], []]
+        for i in range(calls + 3):
+            for backend, times in zip(pair, ms):
+                started = time.perf_counter()
+                backend.run(feed)
+                if i >= 3:  # warm-up calls are not counted
+                    times.append((time.perf_counter() - started) * 1e3)
+    except Exception as e:  # noqa: BLE001 - any runtime failure here is reported, never fatal
+        log(f"{target}_int8: could not be timed against FP32 ({type(e).__name__}: {e}); precision=auto will pick FP32")
+        return None
+    fp32_ms, int8_ms = (float(np.median(t)) for t in ms)
+    log(f"{target}_int8: {int8_ms:.2f} ms per model call vs FP32 {fp32_ms:.2f} ms on this machine")
+    entry = export_entry(int8_ms)
+    entry["fp32"] = {"target": target, **export_entry(fp32_ms)}
+    return entry
+
+
 def _quantize(session, target: str, fp32_file: Path, workdir: Path, max_drop: float,
-              max_shift: float) -> tuple[str, dict, dict]:
+              max_shift: float, log: Callable[[str], None] = lambda msg: None) -> tuple[str, dict, dict]:
     from quant.gate import GateFailed
 
     workdir.mkdir()
     try:
-        files, meta = session.quantize(target, fp32_file, workdir, max_drop=max_drop, max_shift=max_shift)
+        files, meta = session.quantize(target, fp32_file, workdir, max_drop=max_drop, max_shift=max_shift,
+                                       on_attempt=_attempt_line(targets.get(target).int8_key, log))
     except GateFailed as e:
         raise ExportError(str(e)) from e
     except ImportError as e:

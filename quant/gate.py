@@ -45,12 +45,14 @@ def excess(values: Mapping[str, float | None], limits: Mapping[str, float]) -> f
 
 
 def run_gate(candidates: Iterable[Candidate], measure: Callable[[Candidate], dict], limits: Mapping[str, float],
-             what: str = "INT8 model", history: list[dict] | None = None) -> tuple[Candidate, dict]:
+             what: str = "INT8 model", history: list[dict] | None = None,
+             on_attempt: Callable[[dict], None] | None = None) -> tuple[Candidate, dict]:
     """Measure candidates in order; return the first within `limits` and the gate record.
 
     `measure(candidate)` returns a dict of values (larger is worse) including every key of
     `limits` (None: not measurable on this data, not checked). `history`, if given, is the list
-    the attempts are appended to while the gate runs, so a candidate generator can read it."""
+    the attempts are appended to while the gate runs, so a candidate generator can read it;
+    `on_attempt` is called with each attempt's record as it is appended."""
     for k, lim in limits.items():
         if not lim >= 0:
             raise ValueError(f"limit {k} must be >= 0, got {lim!r}")
@@ -59,6 +61,8 @@ def run_gate(candidates: Iterable[Candidate], measure: Callable[[Candidate], dic
         values = measure(cand)
         ratio = excess(values, limits)
         tried.append({"name": cand.name, "settings": cand.settings, **values, "excess": ratio if ratio < float("inf") else None})
+        if on_attempt is not None:
+            on_attempt(tried[-1])
         if ratio <= 1.0:
             return cand, {"passed": True, "limits": dict(limits), "chosen": cand.name, "attempts": tried}
     record = {"passed": False, "limits": dict(limits), "chosen": None, "attempts": tried}

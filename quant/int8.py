@@ -79,8 +79,10 @@ class Int8Session:
         return self.predictor_class.from_backend(self.config, runtimes.load(runtime, path), target, precision)
 
     def quantize(self, target: str, fp32_file: Path, workdir: Path, max_drop: float = DEFAULT_MAX_DROP,
-                 max_shift: float = DEFAULT_MAX_SHIFT) -> tuple[dict[str, Path], dict]:
-        """Quantize `target`'s FP32 artefact, gate it, and return (files, manifest entry)."""
+                 max_shift: float = DEFAULT_MAX_SHIFT,
+                 on_attempt: Callable[[dict], None] | None = None) -> tuple[dict[str, Path], dict]:
+        """Quantize `target`'s FP32 artefact, gate it, and return (files, manifest entry).
+        `on_attempt` hears each gate attempt as it is recorded (for progress lines)."""
         t = targets.get(target)
         module = importlib.import_module(t.quantizer)
         data, key = self.data, t.int8_key
@@ -113,7 +115,7 @@ class Int8Session:
         cands = module.candidates(fp32_file, data.calib, workdir, max_drop=max_drop, history=history, **extra)
         try:
             chosen, record = run_gate(smaller_than(cands, fp32_size(fp32_file, target)), measure, limits, what=f"{key} ({t.runtime})",
-                                      history=history)
+                                      history=history, on_attempt=on_attempt)
         finally:
             close = getattr(cands, "close", None)
             if close is not None:

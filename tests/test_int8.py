@@ -90,7 +90,7 @@ def test_int8_auroc_within_one_point_of_fp32(int8_bundle, small_mvtec, target):
 @pytest.mark.parametrize("target", TARGETS)
 def test_predictor_runs_int8_like_fp32(int8_bundle, small_mvtec, target):
     rt = RUNTIME[target]
-    pred = Predictor(int8_bundle, runtime=rt)  # precision "auto" prefers INT8
+    pred = Predictor(int8_bundle, runtime=rt, precision="int8")
     assert pred.precision == "int8" and pred.target == f"{target}_int8"
     img = sorted((small_mvtec / "test/colour").glob("*.jpg"))[0]
     got, ref = pred.predict(img), Predictor(int8_bundle, runtime=rt, precision="fp32").predict(img)
@@ -319,3 +319,18 @@ def test_candidates_no_smaller_than_fp32_are_never_tried(tmp_path):
     assert kept == ["all int8", "ends"]
     with pytest.raises(GateFailed, match="no candidate quantized any weights"):
         run_gate(smaller_than(iter([cand("every node fp32", 99)]), 100), lambda c: {"drop": 0.0}, {"drop": 0.01})
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_export_times_each_pair_here_and_auto_picks_by_it(int8_bundle, target):
+    """Export timed the FP32 / INT8 pair on this machine; precision="auto" follows those figures
+    (INT8 only under 95 % of FP32's time) and says so."""
+    from edgead.core.machine import machine_key
+
+    timed = json.loads((int8_bundle / "edgead.json").read_text())["artefacts"][f"{target}_int8"]["speed"]
+    assert timed["machine"] == timed["fp32"]["machine"] == machine_key() and timed["fp32"]["target"] == target
+    int8_ms, fp32_ms = timed["ms"]["default"], timed["fp32"]["ms"]["default"]
+    assert 0 < int8_ms < 10_000 and 0 < fp32_ms < 10_000
+    pred = Predictor(int8_bundle, runtime=RUNTIME[target])
+    assert pred.target == (f"{target}_int8" if int8_ms < 0.95 * fp32_ms else target)
+    assert f"{int8_ms:.2f} ms INT8 vs {fp32_ms:.2f} ms FP32" in pred.choice.reason

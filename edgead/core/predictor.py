@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
@@ -15,6 +16,7 @@ import numpy as np
 import runtimes
 from edgead import targets
 from edgead.core import bundle as bundle_io
+from edgead.core import speed
 from edgead.core.errors import BundleError, EdgeadError, TaskMismatch, UsageError
 from edgead.core.records import Manifest, RunRecord, task_of
 from edgead.core.run import is_run, read_run_config
@@ -29,9 +31,19 @@ def runtime_preference() -> list[str]:
     return ["tflite", "onnxruntime", "openvino"]
 
 
-def choose_target(manifest: Mapping, runtime: str = "auto", precision: str = "auto") -> str:
-    """The bundle artefact to load: the wanted (or first installed) runtime, INT8 before FP32
-    when `precision` is "auto"."""
+@dataclass(frozen=True)
+class Choice:
+    """The artefact a predictor loads, and why (printed by `edgead predict` and `eval`)."""
+
+    target: str
+    reason: str
+
+
+def choose_target(manifest: Mapping, runtime: str = "auto", precision: str = "auto",
+                  bundle_dir: str | Path | None = None, threads: int | None = None) -> Choice:
+    """The bundle artefact to load: the wanted (or first installed, fastest-first) runtime; with
+    `precision="auto"`, its INT8 artefact (which passed the accuracy gate) only where it was
+    measured faster than FP32 on this machine (see edgead.core.speed), else FP32."""
     arts = manifest["artefacts"]
     if precision not in PRECISIONS:
         raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -51,10 +63,15 @@ def choose_target(manifest: Mapping, runtime: str = "auto", precision: str = "au
         raise UsageError(f"no artefact in the bundle fits runtime={runtime!r}, precision={precision!r} "
                          f"(bundle has {have}; {hint}); install one with pip install 'edgead[onnxruntime]' "
                          f"(or [openvino], [tflite]) or export that target")
-    order = {"int8": 0, "fp32": 1} if precision == "auto" else {}
     rank = {n: i for i, n in enumerate(want)}
-    usable.sort(key=lambda ta: (rank[_runtime(*ta)], order.get(ta[1].get("precision", "fp32"), 2)))
-    return usable[0][0]
+    first = min(rank[_runtime(*ta)] for ta in usable)
+    mine = {a.get("precision", "fp32"): t for t, a in sorted(usable, key=lambda ta: ta[0]) if rank[_runtime(t, a)] == first}
+    if precision != "auto" or len(mine) == 1:
+        key = next(iter(mine.values()))
+        return Choice(key, f"{key}: the only {want[first]} artefact" + ("" if precision == "auto" else f" in {precision}"))
+    found, source = speed.figures(bundle_dir, manifest)
+    verdict = speed.faster_int8(mine["fp32"], mine["int8"], found, source, threads)
+    return Choice(mine["int8"] if verdict.int8 else mine["fp32"], verdict.reason)
 
 
 def _runtime(key: str, art: Mapping) -> str:
@@ -76,8 +93,9 @@ def legacy_output_names(produced: list[str], wanted: tuple[str, ...]) -> dict[st
     return {}
 
 
-def _open_bundle(path: Path, target: str | None, runtime: str, precision: str, check_task, tries: int = 3):
-    """(manifest, target key, its runtime, {file: verified bytes}). A bundle being rewritten
+def _open_bundle(path: Path, target: str | None, runtime: str, precision: str, check_task, threads: int | None = None,
+                 tries: int = 3):
+    """(manifest, choice, its runtime, {file: verified bytes}). A bundle being rewritten
     by another process while we read it can pair the old manifest with a new file: that shows as
     a checksum error with a manifest that changed meanwhile, and is read again."""
     manifest_file = path / bundle_io.MANIFEST
@@ -88,8 +106,10 @@ def _open_bundle(path: Path, target: str | None, runtime: str, precision: str, c
             present = bundle_io.present_targets(path, manifest)  # a device bundle may keep one target's files
             try:
                 check_task(manifest, path, "bundle")
-                key = target or choose_target({**manifest, "artefacts": {t: manifest["artefacts"][t] for t in present}},
-                                              runtime, precision)
+                choice = Choice(target, f"{target}: asked for by name") if target else \
+                    choose_target({**manifest, "artefacts": {t: manifest["artefacts"][t] for t in present}},
+                                  runtime, precision, path, threads)
+                key = choice.target
                 bundle_io.artefact_path(path, manifest, key)  # names the bundle's targets if unknown
             except EdgeadError:  # a damaged bundle is reported first, as a verified load would
                 bundle_io.verify_files(path, bundle_io.without_absent(manifest, present))
@@ -107,7 +127,7 @@ def _open_bundle(path: Path, target: str | None, runtime: str, precision: str, c
             if mixed:
                 raise BundleError(f"{path}: artefact {key!r} was made from other weights than the bundle's "
                                   "thresholds and input spec (two runs were mixed); re-export the bundle")
-            return manifest, key, rt, {Path(n).name: b for n, b in content.items()}  # runtimes look up by name
+            return manifest, choice, rt, {Path(n).name: b for n, b in content.items()}  # runtimes look up by name
         except BundleError:
             after = manifest_file.read_bytes() if manifest_file.is_file() else None
             if after == before or attempt == tries - 1:
@@ -137,11 +157,12 @@ class BasePredictor:
             model, record = load_run(path)
             backend = runtimes.load(targets.TORCH, model, threads=threads, output_names=list(model.outputs))
             self._init(record, backend, targets.TORCH, "fp32")
+            self.choice = Choice(targets.TORCH, "a training run runs on torch")
             return
-        manifest, key, rt, content = _open_bundle(path, target, runtime, precision, self._check_task)
-        art = manifest["artefacts"][key]
+        manifest, self.choice, rt, content = _open_bundle(path, target, runtime, precision, self._check_task, threads)
+        art = manifest["artefacts"][self.choice.target]
         backend = runtimes.load(rt, path / art["file"], threads=threads, device=device, files=content)
-        self._init(manifest, backend, key, art.get("precision", "fp32"))
+        self._init(manifest, backend, self.choice.target, art.get("precision", "fp32"))
 
     @classmethod
     def from_backend(cls, config: RunRecord | Manifest, backend: Any, target: str = targets.TORCH,
@@ -150,6 +171,7 @@ class BasePredictor:
         self = cls.__new__(cls)
         self._check_task(config, Path("."), "model")
         self._init(config, backend, target, precision)
+        self.choice = Choice(target, "given by the caller")
         return self
 
     def _check_task(self, record: Mapping, path: Path, what: str) -> None:
