@@ -1,5 +1,6 @@
 """The CLI contract: train / eval / predict on real sample images, exit codes and error messages."""
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -27,8 +28,10 @@ def test_train_writes_a_complete_run(tiny_run):
     image = cfg["thresholds"]["image"]
     holdout = [Path(cfg["train"]["data"]["root"]) / f for f in cfg["train"]["split"]["holdout"]]
     raw = [r.raw_score for r in Predictor(tiny_run).predict(holdout)]  # the held-out normals, scored again here
+    k = min(len(raw), math.ceil((len(raw) + 1) * 0.99))  # the order statistic of rank ceil((n + 1) q)
     assert image["active"] == "normal_quantile" and image["values"]["normal_quantile"] == pytest.approx(
-        np.quantile(raw, 0.99), rel=1e-5)
+        sorted(raw)[k - 1], rel=1e-5)
+    assert image["meta"]["false_alarms"]["expected"] == pytest.approx((len(raw) + 1 - k) / (len(raw) + 1))
     assert cfg["complexity"]["student_flops"] < cfg["complexity"]["teacher_flops"]
     umask = os.umask(0)
     os.umask(umask)

@@ -12,7 +12,7 @@ Conventions
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Iterator, Sequence, Union
 
 import numpy as np
 
@@ -26,7 +26,8 @@ class NotFinite(ValueError):
     """Scores or maps hold NaN (a broken model or artefact, e.g. an INT8 candidate)."""
 
 
-__all__ = ["auroc", "image_auroc", "pixel_auroc", "aupro", "f1_max", "pixel_f1_max", "summarize", "decisions"]
+__all__ = ["auroc", "roc_curve", "image_auroc", "pixel_auroc", "aupro", "pro_curve", "f1_max", "pixel_f1_max",
+           "summarize", "decisions"]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -155,7 +156,10 @@ def _collect(masks: MapsLike, maps: MapsLike, regions: bool) -> _PixelData:
     return _PixelData(neg, pos, w if regions else None, n_regions)
 
 
-def _aupro_from(d: _PixelData, fpr_limit: float) -> float:
+def _pro_segments(d: _PixelData, fpr_limit: float) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """The PRO-FPR curve from the highest threshold down, in chunks of (fpr_gt, pro_gt, fpr_end,
+    pro_end): one straight segment per distinct normal score, cut at ``fpr_limit``. Between
+    consecutive segments the curve is vertical (no area). AUPRO and the plotted curve both read it."""
     if not 0.0 < fpr_limit <= 1.0:
         raise ValueError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
     if d.n_regions == 0 or d.neg.size == 0:
@@ -170,7 +174,7 @@ def _aupro_from(d: _PixelData, fpr_limit: float) -> float:
     top = d.neg[np.searchsorted(d.neg, d.neg[n0 - 1 - j], side="left"):]  # ascending view
     cw = np.concatenate(([0.0], np.cumsum(d.pos_w)))
     total = cw[-1]
-    area, hi = 0.0, top.size
+    hi = top.size
     while hi > 0:  # walk down from the highest score in chunks of whole tie groups
         lo = np.searchsorted(top, top[max(0, hi - _CHUNK)], side="left")
         vals, counts = _sorted_unique(top[lo:hi])
@@ -180,12 +184,17 @@ def _aupro_from(d: _PixelData, fpr_limit: float) -> float:
         fpr_gt = (ge - counts) / n0  # ... with score > v
         pro_ge = (total - cw[np.searchsorted(d.pos, vals, side="left")]) / d.n_regions
         pro_gt = (total - cw[np.searchsorted(d.pos, vals, side="right")]) / d.n_regions
-        # Between consecutive normal values the curve is vertical (no area); at each normal
-        # value it is a straight segment (fpr_gt, pro_gt) -> (fpr_ge, pro_ge), cut at the limit.
+        # At each normal value the curve is a straight segment (fpr_gt, pro_gt) -> (fpr_ge, pro_ge), cut at the limit.
         fpr_end = np.maximum(np.minimum(fpr_ge, fpr_limit), fpr_gt)
         pro_end = pro_gt + (fpr_end - fpr_gt) / (fpr_ge - fpr_gt) * (pro_ge - pro_gt)
-        area += float(np.sum((fpr_end - fpr_gt) * (pro_gt + pro_end))) / 2.0
+        yield fpr_gt, pro_gt, fpr_end, pro_end
         hi = lo
+
+
+def _aupro_from(d: _PixelData, fpr_limit: float) -> float:
+    area = 0.0
+    for fpr_gt, pro_gt, fpr_end, pro_end in _pro_segments(d, fpr_limit):
+        area += float(np.sum((fpr_end - fpr_gt) * (pro_gt + pro_end))) / 2.0
     return area / fpr_limit
 
 
@@ -195,6 +204,17 @@ def auroc(labels: ArrayLike, scores: ArrayLike) -> float:
     neg, pos = _binary_inputs(labels, scores)
     _require_both(neg, pos, "AUROC")
     return _auc_sorted(neg, pos)
+
+
+def roc_curve(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """(FPR, TPR) at every distinct score, from the highest threshold down, starting at (0, 0);
+    its trapezoidal area equals ``auroc`` (a tie of both classes is a diagonal step)."""
+    neg, pos = _binary_inputs(labels, scores)
+    _require_both(neg, pos, "the ROC curve")
+    thresholds = _sorted_unique(np.sort(np.concatenate((neg, pos))))[0][::-1]
+    fpr = (neg.size - np.searchsorted(neg, thresholds, side="left")) / neg.size
+    tpr = (pos.size - np.searchsorted(pos, thresholds, side="left")) / pos.size
+    return np.concatenate(([0.0], fpr)), np.concatenate(([0.0], tpr))
 
 
 def image_auroc(labels: ArrayLike, scores: ArrayLike) -> float:
@@ -220,6 +240,24 @@ def aupro(masks: MapsLike, maps: MapsLike, fpr_limit: float = 0.3) -> float:
     defects only contribute normal pixels.
     """
     return _aupro_from(_collect(masks, maps, regions=True), fpr_limit)
+
+
+def pro_curve(masks: MapsLike, maps: MapsLike, fpr_limit: float = 0.3,
+              points: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(FPR, PRO) points of the curve ``aupro`` integrates (same regions, same thresholds), from
+    (0, 0) up to ``fpr_limit``. The exact curve has two points per distinct normal score (millions
+    for a large test set); ``points`` resamples it at that many FPRs, evenly spaced, for a plot."""
+    grid = None if points is None else np.linspace(0.0, fpr_limit, points)
+    fpr, pro = [np.zeros(1)], [np.zeros(1)]
+    for fpr_gt, pro_gt, fpr_end, pro_end in _pro_segments(_collect(masks, maps, regions=True), fpr_limit):
+        x = np.stack((fpr_gt, fpr_end), axis=1).ravel()  # each segment's start, then its end
+        y = np.stack((pro_gt, pro_end), axis=1).ravel()
+        if grid is not None:  # the grid's FPRs this chunk of the curve spans
+            inside = grid[(grid >= x[0]) & (grid <= x[-1])]
+            x, y = inside, np.interp(inside, x, y)
+        fpr.append(x)
+        pro.append(y)
+    return np.concatenate(fpr), np.concatenate(pro)
 
 
 def f1_max(labels: ArrayLike, scores: ArrayLike) -> tuple[float, float]:

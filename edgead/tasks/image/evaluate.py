@@ -1,6 +1,7 @@
 """`edgead eval`: metrics of a run or a bundle on a labelled data set, through the Predictor."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgead.core.opencv import cv2
@@ -10,7 +11,8 @@ from edgead.core import metrics
 from edgead.core.errors import DataError, UsageError
 from edgead.core.progress import progress_bar
 from edgead.core.records import train_of
-from edgead.tasks.image.data import open_dataset, read_mask
+from edgead.core.thresholds import ThresholdSet
+from edgead.tasks.image.data import Sample, open_dataset, read_mask
 from edgead.tasks.image.predictor import Predictor
 from edgead.tasks.image.preprocess import ImageReadError, mask_to_input, read_image
 from edgead.tasks.image.split import is_training_data, recorded_split
@@ -18,7 +20,8 @@ from edgead.tasks.image.split import is_training_data, recorded_split
 
 def evaluate(source: str | Path, data: str | Path, runtime: str = "auto", precision: str = "auto",
              threads: int | None = None, save_maps: str | Path | None = None,
-             predictor: Predictor | None = None, geometry: str = "network", product: str | None = None) -> dict:
+             predictor: Predictor | None = None, geometry: str = "network", product: str | None = None,
+             report: str | Path | None = None) -> dict:
     """Image AUROC, pixel AUROC, AUPRO and F1-max on `data`'s test split.
 
     Pixel metrics are computed on the valid (non-padded) region at network resolution
@@ -26,9 +29,15 @@ def evaluate(source: str | Path, data: str | Path, runtime: str = "auto", precis
     side capped at ORIGINAL_LONG_SIDE pixels, maps resized with area interpolation and masks
     with nearest), a protocol any tool's maps can be compared on. Anomalous images without a
     mask count for image metrics only. `product` names the product of a one-product folder for a
-    unified model (a product folder it was trained on is recognised without it)."""
+    unified model (a product folder it was trained on is recognised without it). `report` names
+    a folder for an HTML report with plots (edgead.tasks.image.report; needs matplotlib), built
+    from the same scores; the result then says where it is (`report`)."""
     if geometry not in GEOMETRIES:
         raise UsageError(f"geometry must be one of {', '.join(GEOMETRIES)}, got {geometry!r}")
+    if report is not None:  # refused before any scoring: a folder that is not a report, or no matplotlib
+        from edgead.tasks.image.report import check_report_folder
+
+        check_report_folder(report)
     predictor = predictor or Predictor(source, runtime=runtime, threads=threads, precision=precision)
     if product is not None:
         predictor.check_product(product)  # an unknown product fails before any work
@@ -44,7 +53,7 @@ def evaluate(source: str | Path, data: str | Path, runtime: str = "auto", precis
     def named(s) -> str | None:  # the product whose thresholds judge sample s
         return s.product if s.product in predictor.products else product
 
-    scored = []
+    scored: list[ScoredImage] = []
     for s in progress_bar(test, desc=f"eval ({predictor.runtime})"):
         img = read_image(s.path)
         region, score, g = predictor.analyse(img, s.product or product)
@@ -55,47 +64,86 @@ def evaluate(source: str | Path, data: str | Path, runtime: str = "auto", precis
                 region, mask = on_original_geometry(region, mask)
             else:
                 mask = mask_to_input(mask, g)
-        scored.append((s, score, region, mask))
+        scored.append(ScoredImage(s, named(s) or s.product, score, region, mask, *predictor.thresholds(named(s))))
         if save_maps is not None:
             from edgead.tasks.image.visualize import save_overlay
 
             rel = s.path.relative_to(root).with_suffix(".png")
             save_overlay(Path(save_maps) / rel, img, predictor.result(region, score, g, product=named(s)))
-    decided = [(s, score, predictor.thresholds(named(s))[0]) for s, score, *_ in scored]
-    if products == [""]:
-        out = {**summarize(scored), **at_threshold(decided)}
-    else:  # a product set: metrics per product, and their mean
-        per = {p: {**summarize([r for r in scored if r[0].product == p]),
-                   **at_threshold([d for d in decided if d[0].product == p])} for p in products}
-        out = {"n_images": sum(m["n_images"] for m in per.values())}
-        for k in MEAN_OVER_PRODUCTS:  # over the products where the figure is defined
-            values = [m[k] for m in per.values() if m[k] is not None]
-            out[k] = float(np.mean(values)) if values else None
-        out.update(at_threshold(decided))  # the counts over every product, each at its own threshold
-        out["products"] = per
+    out = figures(scored)
     out["runtime"], out["precision"] = predictor.runtime, predictor.precision
     out["evaluated_on"] = evaluated_on
     out["pixel_geometry"] = geometry
+    if report is not None:
+        from edgead.tasks.image.report import ReportHeader, write_report
+
+        out["report"] = str(write_report(report, scored, out, ReportHeader.of(predictor, data, out)))
     return out
 
 
-def summarize(scored: list) -> dict:
-    """metrics.summarize over (sample, score, map, mask) records; pixel metrics only where some
-    mask has defect pixels."""
-    labels = np.array([s.label for s, *_ in scored])
-    scores = np.array([score for _, score, _, _ in scored])
-    maps = [m for _, _, m, k in scored if k is not None]
-    masks = [k for *_, k in scored if k is not None]
+@dataclass
+class ScoredImage:
+    """One test image as eval scored it: what the metrics and the report are computed from."""
+
+    sample: Sample
+    product: str  # whose thresholds judge it ("" for a one-product model)
+    raw_score: float
+    region: np.ndarray  # raw anomaly map of the valid region, on the pixel metrics' geometry
+    mask: np.ndarray | None  # ground truth on the same geometry; None: a defect without a mask
+    image_thresholds: ThresholdSet | None  # those that judge it (its product's); None: the model has none
+    pixel_thresholds: ThresholdSet | None
+
+    @property
+    def flagged(self) -> bool | None:
+        """The shipped decision (raw score at or above the active image threshold); None without thresholds."""
+        return None if self.image_thresholds is None else self.raw_score >= self.image_thresholds.threshold
+
+    @property
+    def score(self) -> float | None:
+        """The normalised score (0.5 = its threshold), as the Predictor reports it."""
+        return None if self.image_thresholds is None else float(self.image_thresholds.normalize(self.raw_score))
+
+
+def figures(scored: list[ScoredImage]) -> dict:
+    """The metrics and the decisions at the threshold; for a product set, each product's
+    (`products`) and their mean, with the decisions counted over every product."""
+    products = list(dict.fromkeys(r.sample.product for r in scored))
+    if products == [""]:
+        return {**summarize(scored), **at_threshold(scored)}
+    per = {p: {**summarize(of_product(scored, p)), **at_threshold(of_product(scored, p))} for p in products}
+    out = {"n_images": sum(m["n_images"] for m in per.values())}
+    for k in MEAN_OVER_PRODUCTS:  # over the products where the figure is defined
+        values = [m[k] for m in per.values() if m[k] is not None]
+        out[k] = float(np.mean(values)) if values else None
+    out.update(at_threshold(scored))  # the counts over every product, each at its own threshold
+    out["products"] = per
+    return out
+
+
+def of_product(scored: list[ScoredImage], product: str) -> list[ScoredImage]:
+    return [r for r in scored if r.sample.product == product]
+
+
+def summarize(scored: list[ScoredImage]) -> dict:
+    """metrics.summarize over scored images; pixel metrics only where some mask has defect pixels."""
+    labels = np.array([r.sample.label for r in scored])
+    scores = np.array([r.raw_score for r in scored])
+    maps, masks = pixel_pairs(scored)
     has_defect_pixels = any(k.any() for k in masks)
     return metrics.summarize(labels, scores, masks if has_defect_pixels else None, maps if has_defect_pixels else None)
 
 
-def at_threshold(decided: list) -> dict:
-    """metrics.decisions at the shipped (active) image threshold, over (sample, raw score, image
-    ThresholdSet or None) records; nothing without thresholds."""
-    if any(th is None for *_, th in decided):
+def pixel_pairs(scored: list[ScoredImage]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(maps, masks) of the images that count for pixel metrics (those with a ground truth)."""
+    with_mask = [r for r in scored if r.mask is not None]
+    return [r.region for r in with_mask], [r.mask for r in with_mask]
+
+
+def at_threshold(scored: list[ScoredImage]) -> dict:
+    """metrics.decisions at the shipped (active) image threshold; nothing without thresholds."""
+    if any(r.flagged is None for r in scored):
         return {}
-    return metrics.decisions([s.label for s, *_ in decided], [score >= th.threshold for _, score, th in decided])
+    return metrics.decisions([r.sample.label for r in scored], [r.flagged for r in scored])
 
 
 GEOMETRIES = ("network", "original")

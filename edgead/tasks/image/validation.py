@@ -21,7 +21,7 @@ import numpy as np
 from edgead.core.errors import DataError
 from edgead.tasks.image.calibration import images_in
 from edgead.tasks.image.data import Sample, open_dataset, read_mask
-from edgead.tasks.image.evaluate import summarize
+from edgead.tasks.image.evaluate import ScoredImage, of_product, summarize
 from edgead.tasks.image.preprocess import mask_to_input, read_image
 from edgead.tasks.image.split import recorded_split
 from quant.int8 import Scores
@@ -73,26 +73,28 @@ def score(predictor, vset: ValidationSet) -> Scores:
     """Run `predictor` (an edgead Predictor) over the validation set. On a product set each
     image is normalised with its product's thresholds, and the metrics are also given per
     product (`<product>.image_auroc`, ...), so that the gate sees the product INT8 hurts most."""
-    scored, normalised, anomalous = [], [], []  # scored: evaluate's (sample, score, map, mask) records
+    scored: list[ScoredImage] = []
+    normalised, anomalous = [], []
     for s in vset.samples:
         img = read_image(s.path)
         product = s.product if s.product in predictor.products else None
         region, value, g = predictor.analyse(img, product)
-        th, _ = predictor.thresholds(product)
+        th, pixel_th = predictor.thresholds(product)
         normalised.append(float(th.normalize(value)) if th is not None else value)
         anomalous.append(th is not None and value >= th.threshold)
         labelled = vset.kind == LABELLED and (s.label == 0 or s.mask_path is not None)
-        scored.append((s, value, region, mask_to_input(read_mask(s, img.shape[:2]), g) if labelled else None))
+        mask = mask_to_input(read_mask(s, img.shape[:2]), g) if labelled else None
+        scored.append(ScoredImage(s, product or s.product, value, region, mask, th, pixel_th))
     found = {}
     if vset.kind == LABELLED:
         groups = {"": scored}
         products = sorted({s.product for s in vset.samples})
         if len(products) > 1:
-            groups.update({f"{p}.": [r for r in scored if r[0].product == p] for p in products})
+            groups.update({f"{p}.": of_product(scored, p) for p in products})
         for prefix, records in groups.items():
             figures = summarize(records)
             found.update({prefix + k: figures[k] for k in ("image_auroc", "pixel_auroc", "aupro", "f1_max")})
-    return Scores(np.array([r[1] for r in scored], np.float64), np.asarray(normalised, np.float64),
+    return Scores(np.array([r.raw_score for r in scored], np.float64), np.asarray(normalised, np.float64),
                   np.asarray(anomalous, bool), np.array([s.label for s in vset.samples]), found)
 
 
