@@ -1,5 +1,9 @@
 """Signal loaders (real files in ../shared/data/signals), resampling, windowing, normalisation."""
+import itertools
 import json
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -8,8 +12,8 @@ from conftest import shared_data
 from edgead.tasks.image.data import DataError
 from edgead.tasks.signal.data import (Series, SampleSet, at_rate, detect_kind, load_signal, split_samples,
                                  split_series)
-from edgead.tasks.signal.preprocess import (Resampler, SignalSpec, as_windows, cut_windows, normalize, overlap_mean,
-                                      resample, window_starts)
+from edgead.tasks.signal.preprocess import (MaskResampler, Resampler, SignalSpec, as_windows, cut_windows, normalize,
+                                            overlap_mean, resample, resample_factors, resample_mask, window_starts)
 
 
 # ------------------------------------------------------------------------------ real data
@@ -45,8 +49,7 @@ def test_mitbih_record_and_beats():
         load_signal(rec, channels=["V1"])
     x = resample(s.values, 360, 120)
     labels, beats = at_rate(s, 120, len(x))
-    assert labels is None and len(x) == 216667 and beats.max() < len(x)  # samples 0, 3, ..., 649998
-    np.testing.assert_array_equal(x, s.values[::3])
+    assert labels is None and len(x) == 216667 and beats.max() < len(x)  # ceil(650000 / 3); k at source 3 k
     np.testing.assert_array_equal(beats, np.round(s.beats / 3).astype(int).clip(max=len(x) - 1))
 
 
@@ -116,30 +119,137 @@ def test_npy_and_npz(tmp_path):
 
 # ------------------------------------------------------------------------------ resampling / windows
 
-def test_resample_is_exact_on_a_ramp_and_identity_without_rates():
-    x = np.arange(100, dtype=np.float64)[:, None]
-    y = resample(x, 300, 200)  # output k at source position 1.5 k
-    np.testing.assert_allclose(y[:, 0], 1.5 * np.arange(len(y)), rtol=0, atol=1e-5)
-    assert 1.5 * (len(y) - 1) <= 99 < 1.5 * len(y)
-    up = resample(x, 100, 250)
-    np.testing.assert_allclose(up[:, 0], 0.4 * np.arange(len(up)), atol=1e-5)
-    assert resample(x, None, 120).shape == x.shape and resample(x, 120, 120) is not None
+RATE_PAIRS = [(360, 120, 1, 3), (100, 250, 5, 2), (250, 100, 2, 5), (1000, 360, 9, 25), (128.5, 257, 2, 1),
+              (44.1, 16, 160, 441), (360, 360, 1, 1)]
 
 
-@pytest.mark.parametrize("src,dst", [(360, 120), (360, 128), (100, 250), (44.1, 16)])
-def test_streaming_resampler_equals_batch(src, dst):
+def _walk(n: int, seed: int = 0) -> np.ndarray:
+    """A centred two-channel random walk: broadband, like a noisy lead."""
+    x = np.cumsum(np.random.default_rng(seed).standard_normal((n, 2)), axis=0)
+    return x - x.mean(axis=0)
+
+
+@pytest.mark.parametrize("src,dst,up,down", RATE_PAIRS)
+def test_resample_equals_scipy_resample_poly_with_edge_padding(src, dst, up, down):
+    from scipy.signal import resample_poly
+
+    assert resample_factors(src, dst) == (up, down)
+    for n in (1, 7, 3001):  # shorter than the filter, and long
+        x = _walk(n)
+        ref = resample_poly(x, up, down, axis=0, padtype="edge")
+        got = resample(x, src, dst)
+        assert got.dtype == np.float32 and got.shape == ref.shape == (-(-n * up // down), 2)
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-7 * max(np.ptp(x), np.abs(x).max(), 1e-3))
+
+
+@pytest.mark.parametrize("src,dst", [(360, 120), (100, 250), (44.1, 16), (1000, 360)])
+def test_streaming_resampler_is_bit_identical_to_batch_in_any_chunks(src, dst):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((3001, 2)).astype(np.float32)
-    ref = resample(x, src, dst)
-    r, parts, i = Resampler(src, dst), [], 0
-    while i < len(x):
-        k = int(rng.integers(1, 40))
-        parts.append(r.push(x[i:i + k]))
-        i += k
-    got = np.concatenate(parts)
-    assert got.shape == ref.shape
-    np.testing.assert_array_equal(got, ref)
-    assert len(r.buf) <= 3  # bounded state
+    missing = rng.random(3001) < 0.01
+    ref, ref_missing = resample(x, src, dst), resample_mask(missing, src, dst)
+    assert ref_missing.shape == (len(ref),) and ref_missing.any()
+    for sizes in ([1], [7], rng.integers(1, 200, 64), [len(x)]):
+        r, rm, parts, masks, i, peak = Resampler(src, dst), MaskResampler(src, dst), [], [], 0, 0
+        for k in itertools.cycle(sizes):
+            if i >= len(x):
+                break
+            parts.append(r.push(x[i:i + k]))
+            masks.append(rm.push(missing[i:i + k]))
+            assert len(masks[-1]) == len(parts[-1])  # the mask follows the data's schedule
+            peak, i = max(peak, len(r.buf)), i + k
+        parts.append(r.flush())
+        masks.append(rm.flush())
+        assert np.array_equal(np.concatenate(parts), ref) and np.array_equal(np.concatenate(masks), ref_missing)
+        assert peak <= r.before + r.after + r.down + max(sizes)  # bounded: the filter's span and a chunk
+
+
+def test_the_missing_mask_covers_the_filters_main_lobe():
+    missing = np.zeros(30, bool)
+    missing[10] = True
+    assert np.flatnonzero(resample_mask(missing, 360, 120)).tolist() == [3, 4]  # source 9 and 12, within 3
+    assert np.flatnonzero(resample_mask(missing, 100, 250)).tolist() == [23, 24, 25, 26, 27]  # 9.2 .. 10.8
+    assert np.array_equal(resample_mask(missing, None, 120), missing)
+
+
+def test_resampling_needs_no_scipy():
+    """scipy is not installed on devices: the filter is designed in numpy."""
+    code = textwrap.dedent("""
+        import sys
+        class NoScipy:
+            def find_spec(self, name, path=None, target=None):
+                if name == "scipy" or name.startswith("scipy."):
+                    raise ImportError("scipy is blocked in this test")
+        sys.meta_path.insert(0, NoScipy())
+        import numpy as np
+        from edgead.tasks.signal.preprocess import resample, resample_mask
+        assert resample(np.ones((100, 2)), 360, 120).shape == (34, 2)
+        assert resample_mask(np.ones(100, bool), 100, 250).all()
+        assert "scipy" not in sys.modules
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def _db(y: np.ndarray, x: np.ndarray) -> float:
+    return 20 * np.log10(np.sqrt(np.mean(y ** 2)) / np.sqrt(np.mean(x ** 2)))
+
+
+def test_resampling_removes_what_would_alias_and_keeps_the_band():
+    t = np.arange(360 * 20) / 360
+    edge = 100  # output samples near the padded ends are left out
+    for hz, lo, hi in ((100, -np.inf, -60), (10, -0.1, 0.1)):  # 100 Hz would fold to 20 Hz at 120 Hz
+        x = np.sin(2 * np.pi * hz * t)[:, None]
+        y = resample(x, 360, 120)[edge:-edge]
+        assert lo < _db(y, x[3 * edge:-3 * edge]) < hi, hz
+
+
+def test_identity_passes_samples_through_with_no_delay():
+    x = _walk(50).astype(np.float32)
+    for src, dst in ((None, 120), (120, None), (120, 120.0)):
+        r = Resampler(src, dst)
+        assert np.array_equal(r.push(x[:10]), x[:10]) and np.array_equal(r.push(x[10:]), x[10:])
+        assert r.flush().shape == (0, 2)
+    assert resample_factors(None, 120) == (1, 1) and np.array_equal(resample(x, 120, 120), x)
+
+
+def test_an_awkward_rate_ratio_is_refused_not_approximated():
+    with pytest.raises(DataError) as e:
+        Resampler(359.87, 120)
+    assert str(e.value) == ("resampling 359.87 Hz to the model's 120 Hz needs the ratio 12000/35987: its anti-alias "
+                            "filter would have 719,741 taps (up and down are limited to 1000); use rates with a "
+                            "simpler ratio, e.g. a model rate of 119.957 Hz, and check that 359.87 Hz is the data's "
+                            "real rate")
+    with pytest.raises(DataError, match="1001/1000"):
+        resample(np.zeros((10, 1)), 1000, 1001)
+    assert resample_factors(128.5, 120) == (240, 257) and resample_factors(44100, 16000) == (160, 441)
+
+
+def test_a_flushed_resampler_takes_nothing_more():
+    r = Resampler(360, 120)
+    assert r.push(np.zeros((10, 1))).shape[1:] == (1,)
+    assert len(r.flush()) > 0
+    with pytest.raises(ValueError, match="already flushed"):
+        r.flush()
+    with pytest.raises(ValueError, match="was flushed"):
+        r.push(np.zeros((1, 1)))
+    assert len(Resampler(360, 120).flush()) == 0  # nothing pushed: nothing out
+
+
+@pytest.mark.parametrize("src,dst", [(360, 120), (100, 250)])
+def test_beats_and_labels_line_up_with_the_resampled_samples(src, dst):
+    t = np.arange(3000)
+    beats = np.array([400, 1201, 2002, 2603])
+    x = sum(np.exp(-0.5 * ((t - b) / 8.0) ** 2) for b in beats)[:, None].astype(np.float32)
+    labels = (np.abs(t[:, None] - beats).min(axis=1) <= 12).astype(np.uint8)
+    s = Series(x, "syn", "npy", rate=src, point_labels=labels, beats=beats)
+    y = resample(x, src, dst)[:, 0]
+    moved_labels, moved = at_rate(s, dst, len(y))
+    for b in moved:  # each bump's peak is on its moved beat (1201 -> 3002.5 at 250 Hz: a tie)
+        assert y[b] >= y[b - 10:b + 11].max() - 1e-6
+    up, down = resample_factors(src, dst)
+    near = np.abs(np.arange(len(y))[:, None] * down / up - beats).min(axis=1)  # source distance to a beat
+    assert (moved_labels[near < 12] == 1).all() and (moved_labels[near > 13] == 0).all()
 
 
 def test_window_starts_and_tail():

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgead.core.errors import DataError
-from edgead.tasks.signal.preprocess import fill_gaps
+from edgead.tasks.signal.preprocess import fill_gaps, resample_factors
 
 KINDS = ("ucr", "wfdb", "nab", "csv", "npy")
 # WFDB beat annotation symbols (PhysioNet's "beat" codes); everything else ('+', '~', '|', ...) is not a beat.
@@ -427,12 +427,14 @@ def split_series(n: int, train_fraction: float, holdout: float, length: int) -> 
 
 
 def at_rate(s: Series, rate: float | None, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Point labels (n,) and beat indices of a series moved to `rate`, for its n resampled samples."""
-    factor = 1.0 if s.rate is None or rate is None else rate / s.rate
+    """Point labels (n,) and beat indices of a series moved to `rate`, for its n resampled samples.
+    Resampled sample k sits at source position k down / up (the filter is centred), so it takes
+    the nearest source sample's label, and a beat moves to the nearest resampled sample."""
+    up, down = resample_factors(s.rate, rate)
     labels = beats = None
     if s.point_labels is not None:
-        src = np.minimum(np.round(np.arange(n) / factor).astype(np.int64), len(s.point_labels) - 1)
+        src = np.minimum((2 * np.arange(n, dtype=np.int64) * down + up) // (2 * up), len(s.point_labels) - 1)
         labels = s.point_labels[src]
     if s.beats is not None:
-        beats = np.minimum(np.round(s.beats * factor).astype(np.int64), n - 1)
+        beats = np.minimum((2 * np.asarray(s.beats, np.int64) * up + down) // (2 * down), n - 1)
     return labels, beats

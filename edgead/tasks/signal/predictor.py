@@ -5,7 +5,9 @@ Three ways in, all giving the same scores for the same samples:
 - `predict(samples, rate)`: a whole recording (T,) or (T, C) in one call;
 - `stream(rate)`: push samples as they arrive, in chunks of any size; window scores come as
   soon as a window is complete, point scores as soon as no later window can cover them.
-  Memory stays bounded (about one window plus one hop of samples).
+  Memory stays bounded (about one window plus one hop of samples). With a rate change the
+  anti-alias filter holds back 10 max(up, down) / up source samples (30 for 360 -> 120 Hz)
+  until later ones arrive or `flush()`.
 
 Long recordings are resampled to the model's rate, cut into windows every `hop` samples and
 each window normalised (see `edgead.tasks.signal.preprocess`); a point's score is the mean over the
@@ -22,8 +24,9 @@ import numpy as np
 from edgead.core.errors import DataError, UsageError
 from edgead.core.predictor import BasePredictor
 from edgead.core.thresholds import Override, ThresholdSet
-from edgead.tasks.signal.preprocess import (Resampler, SignalSpec, as_series, as_windows, cut_windows, fill_gaps,
-                                            normalize, overlap_mean, window_faults, window_starts)
+from edgead.tasks.signal.preprocess import (MaskResampler, Resampler, SignalSpec, as_series, as_windows, cut_windows,
+                                            fill_gaps, normalize, overlap_mean, resample, resample_mask, window_faults,
+                                            window_starts)
 
 MAX_BATCH = 64  # windows per runtime call when the artefact takes any batch size
 
@@ -167,11 +170,8 @@ class SignalPredictor(BasePredictor):
         spec = self.spec
         filled, nan = fill_gaps(as_series(samples, spec.channels))
         gaps = nan if missing is None else np.asarray(missing, bool) | (nan if nan is not None else False)
-        x = Resampler(rate, spec.rate).push(filled)
-        if gaps is not None and np.any(gaps):
-            gaps = Resampler(rate, spec.rate).push(gaps.astype(np.float32)[:, None])[:, 0] > 0
-        else:
-            gaps = None
+        x = resample(filled, rate, spec.rate)
+        gaps = resample_mask(gaps, rate, spec.rate) if gaps is not None and np.any(gaps) else None
         n = len(x)
         starts, tail = window_starts(n, spec.length, spec.hop)
         if not len(starts):
@@ -212,8 +212,8 @@ class SignalStream:
             raise ValueError(f"hop {spec.hop} > window length {spec.length}: samples between windows would never be scored")
         self.resampler = Resampler(rate, spec.rate)
         self.buf = np.zeros((0, spec.channels), np.float32)  # model-rate samples from buf_start
-        self.mask_resampler = Resampler(rate, spec.rate)
-        self.mbuf = np.zeros((0, 1), np.float32)  # > 0: the sample was filled (missing), aligned with buf
+        self.mask_resampler = MaskResampler(rate, spec.rate)  # the same output schedule as `resampler`
+        self.mbuf = np.zeros((0, 1), bool)  # the sample was filled (missing), aligned with buf
         self.buf_start = 0
         self.n = 0  # model-rate samples received
         self.next_start = 0  # next regular window start
@@ -233,28 +233,10 @@ class SignalStream:
         if not np.isfinite(x).all():
             raise DataError("a stream needs finite samples: a missing one cannot be interpolated before the next "
                             "valid one arrives; fill gaps upstream, or score the recording with predict()")
-        y = self.resampler.push(x)
         m = np.zeros((len(x), 1), np.float32) if missing is None else np.asarray(missing, np.float32).reshape(-1, 1)
         if len(m) != len(x):
             raise DataError(f"missing has {len(m)} entries for {len(x)} samples")
-        self.mbuf = np.concatenate([self.mbuf, self.mask_resampler.push(m)])
-        self.buf = np.concatenate([self.buf, y]) if len(self.buf) else y
-        self.n += len(y)
-        starts = []
-        while self.next_start + spec.length <= self.n:
-            starts.append(self.next_start)
-            self.next_start += spec.hop
-        windows = []
-        if starts:
-            wins = cut_windows(self.buf, np.asarray(starts) - self.buf_start, spec.length)
-            point, win = self.predictor.raw_scores(normalize(wins, spec))
-            faults = window_faults(wins, spec, _cut_mask(self.mbuf[:, 0], np.asarray(starts) - self.buf_start, spec.length))
-            self._grow(starts[-1] + spec.length)
-            for s, p in zip(starts, point):
-                a = s - self.emitted
-                self.acc_sum[a:a + spec.length] += p
-                self.acc_cnt[a:a + spec.length] += 1
-            windows = self.predictor._window_results(starts, win, faults)
+        windows = self._take(self.resampler.push(x), self.mask_resampler.push(m))
         update = self._emit(self.next_start, windows)
         keep_from = max(0, min(self.next_start, self.n - spec.length))
         self.buf, self.mbuf = self.buf[keep_from - self.buf_start:], self.mbuf[keep_from - self.buf_start:]
@@ -262,10 +244,13 @@ class SignalStream:
         return update
 
     def flush(self) -> StreamUpdate:
-        """End of the recording: scores the tail window and returns the remaining points."""
+        """End of the recording: the samples the resampler held back (its filter reaches past the
+        last one), then the tail window; returns the remaining windows and points."""
+        if self.closed:
+            raise ValueError("this stream was already flushed; start a new one with predictor.stream()")
         spec = self.spec
         self.closed = True
-        windows: list[WindowResult] = []
+        windows = self._take(self.resampler.flush(), self.mask_resampler.flush())
         covered = self.next_start - spec.hop + spec.length if self.next_start else 0  # end of the last regular window
         if self.n >= spec.length and covered < self.n:
             tail = self.n - spec.length
@@ -276,8 +261,33 @@ class SignalStream:
             self.acc_sum[a:] = point[0][covered - tail:]
             self.acc_cnt[a:] = 1
             tail_gaps = _cut_mask(self.mbuf[:, 0], np.array([tail - self.buf_start]), spec.length)
-            windows = self.predictor._window_results([tail], win, window_faults(raw_tail, spec, tail_gaps))
+            windows += self.predictor._window_results([tail], win, window_faults(raw_tail, spec, tail_gaps))
         return self._emit(self.n if self.n >= spec.length else self.emitted, windows)
+
+    def _take(self, y: np.ndarray, m: np.ndarray) -> list[WindowResult]:
+        """Adds model-rate samples `y` and their missing mask `m`; scores the regular windows
+        they complete and adds their point scores to the running sums."""
+        if not len(y):
+            return []
+        spec = self.spec
+        self.buf = np.concatenate([self.buf, y]) if len(self.buf) else y
+        self.mbuf = np.concatenate([self.mbuf, m])
+        self.n += len(y)
+        starts = []
+        while self.next_start + spec.length <= self.n:
+            starts.append(self.next_start)
+            self.next_start += spec.hop
+        if not starts:
+            return []
+        wins = cut_windows(self.buf, np.asarray(starts) - self.buf_start, spec.length)
+        point, win = self.predictor.raw_scores(normalize(wins, spec))
+        faults = window_faults(wins, spec, _cut_mask(self.mbuf[:, 0], np.asarray(starts) - self.buf_start, spec.length))
+        self._grow(starts[-1] + spec.length)
+        for s, p in zip(starts, point):
+            a = s - self.emitted
+            self.acc_sum[a:a + spec.length] += p
+            self.acc_cnt[a:a + spec.length] += 1
+        return self.predictor._window_results(starts, win, faults)
 
     def _grow(self, end: int) -> None:
         extra = end - self.emitted - len(self.acc_sum)
