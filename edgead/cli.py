@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from edgead.core.errors import EdgeadError, UsageError
+from edgead.core.errors import DataError, EdgeadError, UsageError
 from edgead.models import DEFAULT_MODEL
 
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_USAGE = 0, 1, 2
@@ -101,9 +101,51 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
     task = for_path(a.bundle)
     _foreign_flags(a, task)
+    if a.engine == "ray":
+        return cmd_predict_ray(a, task)
+    if a.out is not None:
+        raise UsageError("--out is for --engine ray (results written as files); locally, predict prints them: "
+                         "redirect them, e.g. edgead predict ... --json > results.jsonl")
     pred = _predictor(task, a.bundle, a)
+    options = task.predict_options(a)
+    task.check_predict(pred, **options)
+    named = task.input_files(a.paths)
+    maps = Path(a.save_maps) if a.save_maps else None
     print(f"edgead predict: scoring with {pred.choice.reason}", file=sys.stderr, flush=True)
-    return task.cli_predict(a, pred)
+    failed = 0
+    for path, name in named:
+        try:
+            res = task.score_file(pred, path, name, maps, **options)
+        except (DataError, ValueError, OSError) as e:
+            failed += 1
+            print(json.dumps({"path": str(path), "error": str(e)}) if a.json else f"ERROR {path}: {e}", flush=True)
+            continue
+        if a.json:
+            by = pred.scored_by()
+            print("\n".join(json.dumps({**row, **by}) for row in res.rows), flush=True)
+        else:
+            print(res.line, flush=True)
+    if failed:
+        print(f"edgead: {failed} of {len(named)} inputs could not be scored", file=sys.stderr)
+        return EXIT_FAILED_ITEMS
+    return EXIT_OK
+
+
+def cmd_predict_ray(a: argparse.Namespace, task) -> int:
+    """`edgead predict --engine ray`: the archive scored by Predictor actors on a Ray cluster."""
+    from edgead.core.quiet import quiet
+    from edgead.engines.ray_scoring import ArchiveJob, score_archive
+
+    if a.out is None:
+        raise UsageError("--engine ray writes its results to files: give --out DIR")
+    job = ArchiveJob(bundle=a.bundle, paths=list(a.paths), out=Path(a.out), fmt=a.format, workers=a.workers,
+                     address=a.address, runtime=a.runtime, precision=a.precision, threads=a.threads or 1,
+                     threshold=a.threshold, maps=bool(a.save_maps), options=task.predict_options(a))
+    log = job.out.with_name(job.out.name + ".ray.log")  # Ray's own output, beside the results
+    with quiet(log) as say:
+        summary = score_archive(job, log=say)
+    print(f"{summary.line()}; Ray's own output is in {log}")
+    return EXIT_FAILED_ITEMS if summary.failed else EXIT_OK
 
 
 def cmd_slim(a: argparse.Namespace) -> int:
@@ -274,7 +316,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "precision that scored it")
     r.add_argument("--threshold", type=_override, default=None, metavar="raw:X|score:Y",
                    help=THRESHOLD_HELP)
-    r.add_argument("--save-maps", default=None, help="folder for heat-map overlays (PNG); signals: point scores (CSV)")
+    r.add_argument("--save-maps", default=None, help="folder for heat-map overlays (PNG); signals: point scores (CSV); "
+                   "with --engine ray, any value writes them under --out DIR/maps")
+    ray = r.add_argument_group("scoring an archive on a Ray cluster (pip install 'edgead[ray]')")
+    ray.add_argument("--engine", choices=["local", "ray"], default="local",
+                     help="local: score here, one line per input (default); ray: Predictor actors on a Ray cluster, "
+                          "results written to --out")
+    ray.add_argument("--out", default=None, metavar="DIR", help="--engine ray: folder for results.jsonl (or "
+                     "results.parquet) and maps/")
+    ray.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl", help="--engine ray: results file format")
+    ray.add_argument("--workers", type=int, default=None, help="--engine ray: Predictor actors, one CPU each "
+                     "(default: the cluster's CPUs)")
+    ray.add_argument("--address", default=None, help="--engine ray: the cluster, e.g. auto or ray://host:10001 "
+                     "(default: a local Ray started for the job)")
     _task_arguments("predict", r)
     r.set_defaults(func=cmd_predict)
 

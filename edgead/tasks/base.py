@@ -7,11 +7,21 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
 Flags = dict[str, str]  # argparse dest -> the flag as typed, e.g. {"image_size": "--image-size"}
+
+
+@dataclass
+class FileScores:
+    """What scoring one input file gives, the same for `edgead predict` and the Ray engine."""
+
+    rows: list[dict]  # `predict --json` lines (one per image, scan, sample or window), before what scored them
+    line: str  # the plain-text line of `predict` without --json
 
 
 class Task:
@@ -43,7 +53,21 @@ class Task:
         """This task's own `edgead eval` flags as keyword arguments of `evaluate`."""
         return {}
 
-    def cli_predict(self, a: argparse.Namespace, predictor) -> int:
+    def predict_options(self, a: argparse.Namespace) -> dict:
+        """This task's own `edgead predict` flags as keyword arguments of `score_file`."""
+        return {}
+
+    def check_predict(self, predictor, **options) -> None:
+        """Refuse options that no input could be scored with (before any work)."""
+
+    def input_files(self, paths: list[str]) -> list[tuple[Path, Path]]:
+        """The input files of `paths` (files, or folders where the task searches them), each with
+        a name for its outputs (maps) that never collides with another's; DataError if none."""
+        raise NotImplementedError
+
+    def score_file(self, predictor, path: Path, name: Path, maps: Path | None = None, **options) -> FileScores:
+        """Score one input file; with `maps`, write its maps (overlays, point scores) there under
+        `name`. Raises DataError / ValueError / OSError for an input that cannot be scored."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ training and evaluation

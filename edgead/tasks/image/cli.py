@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from edgead.core.errors import DataError, UsageError
 from edgead.core.thresholds import print_false_alarms
 from edgead.core.output_names import named_inputs
+from edgead.tasks.base import FileScores
 
-EXIT_OK, EXIT_FAILED_ITEMS = 0, 1
+EXIT_OK = 0
 DEFAULT_IMAGE_SIZE = 256
 
 
@@ -29,6 +29,10 @@ def add_arguments(command: str, g: argparse._ArgumentGroup) -> None:
                        "thresholds (default: the product-agnostic ones; onenip needs it)")
     if command == "eval":
         g.add_argument("--save-maps", default=None, help="folder for heat-map overlays (PNG)")
+        g.add_argument("--report", default=None, metavar="DIR",
+                       help="write an evaluation report to DIR: report.html with score histograms, ROC and PRO "
+                            "curves, per-defect AUROC, false alarms and misses at the threshold, a gallery of "
+                            "the worst images, and images.csv (needs matplotlib: pip install 'edgead[train]')")
         g.add_argument("--geometry", choices=["network", "original"], default=None,
                        help="where pixel metrics are computed: the network input's valid region (default), or "
                             "the original image's geometry with its long side capped at 256 px (comparable "
@@ -55,6 +59,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     cfg = train(a.data, a.out, model=a.model, epochs=a.epochs, image_size=DEFAULT_IMAGE_SIZE if a.image_size is None else a.image_size,
                 seed=a.seed, holdout=a.holdout, resize=a.resize, val=a.val, threads=a.threads,
                 overrides=settings(a.set))
+    if cfg is None:  # another rank than 0 under torchrun: rank 0 reports
+        return EXIT_OK
     th = cfg["thresholds"]["image"]
     print(f"trained {a.model} in {cfg['train']['seconds']} s on {cfg['train']['n_fit']} images "
           f"({cfg['train']['n_holdout']} held out for thresholds); image threshold "
@@ -65,7 +71,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 def eval_options(a: argparse.Namespace) -> dict:
     """This task's own `edgead eval` flags, as keyword arguments of its evaluate()."""
-    return {"save_maps": a.save_maps, "geometry": a.geometry or "network", "product": a.product}
+    return {"save_maps": a.save_maps, "geometry": a.geometry or "network", "product": a.product, "report": a.report}
 
 
 def expand(paths: list[str]) -> list[Path]:
@@ -80,32 +86,26 @@ def expand_named(paths: list[str]) -> list[tuple[Path, Path]]:
     return named_inputs(paths, IMAGE_SUFFIXES)
 
 
-def cmd_predict(a: argparse.Namespace, pred) -> int:
-    """Score image files and folders with `pred`: one line (or JSON line) per image."""
+def predict_options(a: argparse.Namespace) -> dict:
+    return {"product": a.product}
+
+
+def input_files(paths: list[str]) -> list[tuple[Path, Path]]:
+    named = expand_named(paths)
+    if not named:
+        raise DataError(f"no images found in {' '.join(paths)}")
+    return named
+
+
+def score_file(pred, path: Path, name: Path, maps: Path | None = None, product: str | None = None) -> FileScores:
+    """One image: its JSON row and plain line; with `maps`, its heat-map overlay (PNG) there."""
     from edgead.tasks.image.preprocess import read_image
 
-    pred.check_product(a.product)
-    named = expand_named(a.paths)
-    if not named:
-        raise DataError(f"no images found in {' '.join(a.paths)}")
-    failed = 0
-    for f, rel in named:
-        try:
-            img = read_image(f)
-            res = pred.result(*pred.analyse(img, a.product), path=str(f), product=a.product)
-        except (DataError, ValueError) as e:
-            failed += 1
-            print(json.dumps({"path": str(f), "error": str(e)}) if a.json else f"ERROR {e}", flush=True)
-            continue
-        if a.save_maps:
-            from edgead.tasks.image.visualize import save_overlay
+    img = read_image(path)
+    res = pred.result(*pred.analyse(img, product), path=str(path), product=product)
+    if maps is not None:
+        from edgead.tasks.image.visualize import save_overlay
 
-            save_overlay(Path(a.save_maps) / rel.with_suffix(".png"), img, res)
-        if a.json:
-            print(json.dumps({**res.to_json(), **pred.scored_by()}), flush=True)
-        else:
-            print(f"{'ANOMALY' if res.is_anomalous else 'ok     '} score={res.score:.3f} raw={res.raw_score:.4g}  {f}", flush=True)
-    if failed:
-        print(f"edgead: {failed} of {len(named)} images could not be scored", file=sys.stderr)
-        return EXIT_FAILED_ITEMS
-    return EXIT_OK
+        save_overlay(Path(maps) / name.with_suffix(".png"), img, res)
+    verdict = "ANOMALY" if res.is_anomalous else "ok     "
+    return FileScores([res.to_json()], f"{verdict} score={res.score:.3f} raw={res.raw_score:.4g}  {path}")

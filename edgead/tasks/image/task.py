@@ -2,7 +2,6 @@
 blur, pooling and thresholds around it in numpy + OpenCV."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -24,7 +23,12 @@ class ImageTask(Task):
     add_arguments = staticmethod(cli.add_arguments)
     cli_train = staticmethod(cli.cmd_train)
     eval_options = staticmethod(cli.eval_options)
-    cli_predict = staticmethod(cli.cmd_predict)
+    predict_options = staticmethod(cli.predict_options)
+    input_files = staticmethod(cli.input_files)
+    score_file = staticmethod(cli.score_file)
+
+    def check_predict(self, predictor, product: str | None = None) -> None:
+        predictor.check_product(product)
 
     def train(self, data, out, model: str = DEFAULT_MODEL, **options) -> dict:
         from edgead.tasks.image.train import train

@@ -3,17 +3,18 @@ Torch-free except training."""
 from __future__ import annotations
 
 import argparse
-import json
+import os
 from pathlib import Path
 
 import numpy as np
 
 from edgead.core.errors import DataError, UsageError
 from edgead.core.thresholds import print_false_alarms
+from edgead.tasks.base import FileScores
 from edgead.tasks.pointcloud.data import scan_files
 from edgead.tasks.pointcloud.io import SUFFIXES
 
-EXIT_OK, EXIT_FAILED_ITEMS = 0, 1
+EXIT_OK = 0
 
 
 def add_arguments(command: str, g: argparse._ArgumentGroup) -> None:
@@ -27,6 +28,9 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     if len(a.data) > 1:
         raise UsageError(f"--data is given {len(a.data)} times; point-cloud models train on one data set")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UsageError("point-cloud models fit a descriptor bank in one process (nothing to share across ranks); "
+                         "run `edgead train` without torchrun")
     if a.epochs is not None:
         raise UsageError(f"{a.model} has no training loop, so --epochs does not apply; leave it out")
     scales = None
@@ -48,38 +52,32 @@ def cmd_train(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_predict(a: argparse.Namespace, pred) -> int:
-    """Score scans with `pred`: one line (or JSON line) per scan; --save-maps writes each scan's
-    point scores (CSV) and a picture of its anomalous points (PNG)."""
+def input_files(paths: list[str]) -> list[tuple[Path, Path]]:
+    named = scan_files(paths)
+    if not named:
+        raise DataError(f"no point clouds ({', '.join(SUFFIXES)}) found in {' '.join(paths)}")
+    return named
+
+
+def score_file(pred, path: Path, name: Path, maps: Path | None = None) -> FileScores:
+    """One scan: its JSON row and plain line; with `maps`, its point scores (CSV) and a picture
+    of its anomalous points (PNG) there."""
     from edgead.tasks.pointcloud.io import read_cloud
     from edgead.tasks.pointcloud.render import save_render
 
-    named = scan_files(a.paths)
-    if not named:
-        raise DataError(f"no point clouds ({', '.join(SUFFIXES)}) found in {' '.join(a.paths)}")
-    failed = 0
-    for f, rel in named:
-        try:
-            cloud = read_cloud(f)
-            res = pred.predict(cloud)
-            if a.save_maps:
-                out = Path(a.save_maps) / rel.with_suffix("")
-                out.parent.mkdir(parents=True, exist_ok=True)
-                np.savetxt(out.with_name(out.name + "_points.csv"), res.point_score, fmt="%.6g", header="point_score",
-                           comments="")
-                save_render(out.with_name(out.name + ".png"), cloud, res.anomalous_points,
-                            title=f"score {res.score:.3f}, {int(res.anomalous_points.sum())} anomalous points")
-        except (DataError, ValueError, OSError) as e:
-            failed += 1
-            print(json.dumps({"path": str(f), "error": str(e)}) if a.json else f"ERROR {f}: {e}", flush=True)
-            continue
-        if a.json:
-            print(json.dumps({"path": str(f), **res.to_json(), **pred.scored_by()}), flush=True)
-        else:
-            state = "ANOMALY" if res.is_anomalous else "ok     "
-            print(f"{state} score={res.score:.3f} raw={res.raw_score:.4g} "
-                  f"{int(res.anomalous_points.sum())}/{len(res.point_score)} points flagged  {f}", flush=True)
-    return EXIT_FAILED_ITEMS if failed else EXIT_OK
+    cloud = read_cloud(path)
+    res = pred.predict(cloud)
+    if maps is not None:
+        out = Path(maps) / name.with_suffix("")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savetxt(out.with_name(out.name + "_points.csv"), res.point_score, fmt="%.6g", header="point_score",
+                   comments="")
+        save_render(out.with_name(out.name + ".png"), cloud, res.anomalous_points,
+                    title=f"score {res.score:.3f}, {int(res.anomalous_points.sum())} anomalous points")
+    state = "ANOMALY" if res.is_anomalous else "ok     "
+    return FileScores([{"path": str(path), **res.to_json()}],
+                      f"{state} score={res.score:.3f} raw={res.raw_score:.4g} "
+                      f"{int(res.anomalous_points.sum())}/{len(res.point_score)} points flagged  {path}")
 
 
 def add_commands(sub) -> None:

@@ -22,7 +22,8 @@ class PointCloudTask(Task):
 
     add_arguments = staticmethod(cli.add_arguments)
     cli_train = staticmethod(cli.cmd_train)
-    cli_predict = staticmethod(cli.cmd_predict)
+    input_files = staticmethod(cli.input_files)
+    score_file = staticmethod(cli.score_file)
     add_commands = staticmethod(cli.add_commands)
 
     def train(self, data, out, model: str | None = None, **options) -> dict:

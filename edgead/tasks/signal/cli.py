@@ -3,8 +3,6 @@ Torch-free except training."""
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +10,9 @@ import numpy as np
 from edgead.core.errors import DataError, UsageError
 from edgead.core.thresholds import print_false_alarms
 from edgead.core.output_names import unique_names
+from edgead.tasks.base import FileScores
 
+EXIT_OK = 0
 DATA_KIND_HELP = "signal data: ucr, wfdb, nab, csv or npy (default: from the file)"
 
 
@@ -52,6 +52,8 @@ def cmd_train(a: argparse.Namespace) -> int:
                        channels=a.channels.split(",") if a.channels else None, norm=a.norm,
                        train_fraction=a.train_fraction, normal_class=a.normal_class or "1", steps=a.steps,
                        epochs=a.epochs, seed=a.seed, holdout=a.holdout, threads=a.threads)
+    if cfg is None:  # another rank than 0 under torchrun: rank 0 reports
+        return EXIT_OK
     th = cfg["thresholds"]["window"]
     c = cfg["complexity"]
     print(f"trained {a.model} in {cfg['train']['seconds']} s on {cfg['train']['n_fit']} windows "
@@ -76,47 +78,43 @@ def _rate(d, given: float | None, model_rate: float | None, path: str) -> float 
     return d.rate if d.rate is not None else given if given is not None else model_rate
 
 
-def cmd_predict(a: argparse.Namespace, pred) -> int:
-    """Score signal files (UCR samples, WFDB records, CSV, numpy) with `pred`: one JSON line per
-    sample or window."""
+def predict_options(a: argparse.Namespace) -> dict:
+    return {"data_kind": a.data_kind, "rate": a.rate}
+
+
+def input_files(paths: list[str]) -> list[tuple[Path, Path]]:
+    """The files as given (a missing one is reported when it is scored), named by their file names."""
+    return unique_names([(Path(p), Path(Path(p).name)) for p in paths])
+
+
+def score_file(pred, path: Path, name: Path, maps: Path | None = None, data_kind: str | None = None,
+               rate: float | None = None) -> FileScores:
+    """One signal file (UCR samples, WFDB record, CSV, numpy): a JSON row per sample or window, and
+    one plain line; with `maps`, its point scores (CSV) there."""
     from edgead.tasks.signal.data import SampleSet, load_with_channels
 
-    failed = 0
-    names = dict(zip(a.paths, (rel for _, rel in unique_names([(Path(p), Path(Path(p).name)) for p in a.paths]))))
-    for path in a.paths:
-        try:
-            d, _ = load_with_channels(path, a.data_kind, list(pred.spec.channel_names))
-            if isinstance(d, SampleSet):
-                s = pred.score_windows(d.values)
-                rows = [{"path": path, "index": i, "raw_score": float(r), "score": round(float(n), 6),
-                         "is_anomalous": bool(f), **({"fault": q} if q else {})}
-                        for i, (r, n, f, q) in enumerate(zip(s.window_score, s.score, s.is_anomalous, s.fault))]
-                points = None
-            else:
-                res = pred.predict(d.values, rate=_rate(d, a.rate, pred.spec.rate, path), missing=d.missing)
-                rows = [{"path": path, "end": w.start + pred.spec.length, **w.to_json()} for w in res.windows]
-                points = res.point_score
-        except (DataError, ValueError, OSError) as e:
-            failed += 1
-            print(json.dumps({"path": path, "error": str(e)}) if a.json else f"ERROR {path}: {e}", flush=True)
-            continue
-        if a.save_maps and points is not None:
-            out = Path(a.save_maps) / names[path].with_name(names[path].stem + "_points.csv")
+    d, _ = load_with_channels(str(path), data_kind, list(pred.spec.channel_names))
+    if isinstance(d, SampleSet):
+        s = pred.score_windows(d.values)
+        rows = [{"path": str(path), "index": i, "raw_score": float(r), "score": round(float(n), 6),
+                 "is_anomalous": bool(f), **({"fault": q} if q else {})}
+                for i, (r, n, f, q) in enumerate(zip(s.window_score, s.score, s.is_anomalous, s.fault))]
+    else:
+        res = pred.predict(d.values, rate=_rate(d, rate, pred.spec.rate, str(path)), missing=d.missing)
+        rows = [{"path": str(path), "end": w.start + pred.spec.length, **w.to_json()} for w in res.windows]
+        if maps is not None:
+            out = Path(maps) / name.with_name(name.stem + "_points.csv")
             out.parent.mkdir(parents=True, exist_ok=True)
-            np.savetxt(out, points, fmt="%.6g", header="point_score", comments="")
-        if a.json:
-            for r in rows:
-                print(json.dumps({**r, **pred.scored_by()}), flush=True)
-        else:
-            flagged = sum(r["is_anomalous"] for r in rows)
-            faults = sum("fault" in r for r in rows)
-            top = max(rows, key=lambda r: r["raw_score"])
-            where = f"index {top['index']}" if "index" in top else f"window at {top['start']}"
-            state = "FAULT  " if faults else "ANOMALY" if flagged else "ok     "
-            extra = f", {faults} with a sensor fault ({', '.join(sorted({r['fault'] for r in rows if 'fault' in r}))})" if faults else ""
-            print(f"{state} {flagged}/{len(rows)} flagged{extra}, highest score "
-                  f"{top['score']:.3f} ({where})  {path}", flush=True)
-    if failed:
-        print(f"edgead: {failed} of {len(a.paths)} files could not be scored", file=sys.stderr)
-        return 1
-    return 0
+            np.savetxt(out, res.point_score, fmt="%.6g", header="point_score", comments="")
+    return FileScores(rows, _summary(rows, path))
+
+
+def _summary(rows: list[dict], path: Path) -> str:
+    flagged = sum(r["is_anomalous"] for r in rows)
+    faults = sorted({r["fault"] for r in rows if "fault" in r})
+    top = max(rows, key=lambda r: r["raw_score"])
+    where = f"index {top['index']}" if "index" in top else f"window at {top['start']}"
+    state = "FAULT  " if faults else "ANOMALY" if flagged else "ok     "
+    n_faults = sum("fault" in r for r in rows)
+    extra = f", {n_faults} with a sensor fault ({', '.join(faults)})" if faults else ""
+    return f"{state} {flagged}/{len(rows)} flagged{extra}, highest score {top['score']:.3f} ({where})  {path}"

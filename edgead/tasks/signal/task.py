@@ -11,6 +11,7 @@ from edgead.tasks.base import Task
 from edgead.tasks.signal import cli
 
 TIMING_WINDOWS = 16  # distinct windows cycled through when timing
+RESAMPLING = "resampling to input.rate (anti-aliased polyphase FIR, as scipy's resample_poly with padtype='edge')"
 
 
 class SignalTask(Task):
@@ -22,7 +23,9 @@ class SignalTask(Task):
     add_arguments = staticmethod(cli.add_arguments)
     cli_train = staticmethod(cli.cmd_train)
     eval_options = staticmethod(cli.eval_options)
-    cli_predict = staticmethod(cli.cmd_predict)
+    predict_options = staticmethod(cli.predict_options)
+    input_files = staticmethod(cli.input_files)
+    score_file = staticmethod(cli.score_file)
 
     def train(self, data, out, model: str = "mmae", **options) -> dict:
         from edgead.tasks.signal.train import train_signal
@@ -36,7 +39,7 @@ class SignalTask(Task):
 
     def manifest_outputs(self) -> dict:
         return {"point_score": "point_score", "window_score": "window_score", "layout": "NCL",
-                "computed_before_graph": ["resampling to input.rate (linear)", "windows of input.length every input.hop",
+                "computed_before_graph": [RESAMPLING, "windows of input.length every input.hop",
                                           "normalisation (input.norm)"],
                 "computed_after_graph": ["point scores averaged over overlapping windows", "threshold normalisation"]}
 
