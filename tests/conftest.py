@@ -1,11 +1,9 @@
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 os.environ.setdefault("EDGEAD_QUIET", "1")

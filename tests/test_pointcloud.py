@@ -2,8 +2,6 @@
 and synth3d -> train -> export -> the torch-free predictor on every runtime."""
 import json
 import struct
-import subprocess
-import sys
 
 import numpy as np
 import pytest

@@ -30,3 +30,7 @@ class TaskMismatch(EdgeadError, ValueError):
 
 class ExportError(EdgeadError, RuntimeError):
     """Conversion failed or the artefact does not reproduce torch."""
+
+
+class DistributedError(EdgeadError, RuntimeError):
+    """A training run across processes (torchrun) lost a rank, or a rank never joined."""

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.progress import progress_bar
+from . import ddp
 from .efficientnet_lite import TAP_CHANNELS, efficientnet_lite
 
 
@@ -84,10 +85,9 @@ def fitted_features(features: PatchFeatures, images: np.ndarray) -> torch.Tensor
 
 
 def batched(fn, images: np.ndarray, batch: int = 16, desc: str = "backbone features") -> torch.Tensor:
-    """fn applied to (N, 3, H, W) float32 images in batches, concatenated."""
-    with torch.no_grad():
-        return torch.cat([fn(torch.from_numpy(images[i : i + batch]))
-                          for i in progress_bar(range(0, len(images), batch), desc=desc)])
+    """fn applied to (N, 3, H, W) float32 images in batches, concatenated (under torchrun each
+    rank computes its share and the shares are gathered: see models.ddp)."""
+    return ddp.features(fn, images, batch, lambda it: progress_bar(it, desc=desc))
 
 
 def patch_mask(n: int, h: int, w: int, max_frac: float, gen: torch.Generator) -> torch.Tensor:
@@ -105,7 +105,8 @@ def patch_mask(n: int, h: int, w: int, max_frac: float, gen: torch.Generator) ->
 
 
 def optimizer_step(opt: torch.optim.Optimizer, sched, loss: torch.Tensor, clip: float | None = None) -> float:
-    """One training step: backward, optional gradient-norm clipping, optimizer and schedule step; the loss."""
+    """One training step: backward, optional gradient-norm clipping, optimizer and schedule step; the
+    loss (under torchrun, averaged over the ranks: the whole batch's)."""
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if clip is not None:
@@ -113,7 +114,7 @@ def optimizer_step(opt: torch.optim.Optimizer, sched, loss: torch.Tensor, clip: 
     opt.step()
     if sched is not None:
         sched.step()
-    return loss.item()
+    return ddp.mean(loss.detach())
 
 
 def count_flops(module, *inputs: torch.Tensor) -> int:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.progress import progress_bar, show_running_mean
+from . import ddp
 from .common import (PATCH_CHANNELS, PATCH_STRIDES, PatchFeatures, backbone_complexity, conv_bn, count_flops, fitted_features,
                      n_params, optimizer_step, patch_mask, sep_conv)
 
@@ -145,13 +146,15 @@ def fit(model: FADeRLite, images: np.ndarray, seed: int = 0) -> dict:
     opt = torch.optim.AdamW(model.unet.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     model.unet.train()
+    unet = ddp.wrap(model.unet)
     n, losses, gates = len(feats), [], []
     bar = progress_bar(range(cfg.steps), desc="training inpainting decoder")
     for step in bar:
-        idx = torch.randint(0, n, (min(cfg.batch_size, n),), generator=gen)
-        clean = feats[idx]
-        x = model.excise(perturb(clean, cfg.noise_fraction, cfg.noise_scale, gen))
-        recon, (g0, g1) = model.unet(x)
+        clean = feats[torch.randint(0, n, (min(cfg.batch_size, n),), generator=gen)]
+        noisy = perturb(clean, cfg.noise_fraction, cfg.noise_scale, gen)
+        clean, noisy = ddp.local(clean), ddp.local(noisy)  # drawn as one process would, trained on by this rank
+        x = model.excise(noisy)
+        recon, (g0, g1) = unet(x)
         loss = F.mse_loss(recon, clean)
         if g0 is not None:
             with torch.no_grad():

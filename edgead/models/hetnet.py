@@ -11,7 +11,6 @@ averaged over scales and students (stride 8). The graph outputs it raw; blur and
 happen in `edgead.tasks.image.postprocess`."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.progress import progress_bar, show_running_mean
+from . import ddp
 from .common import Standardize, conv_bn, count_flops, n_params, optimizer_step, patch_mask, sep_conv
 from .efficientnet_lite import TAP_CHANNELS, efficientnet_lite0
 
@@ -153,11 +153,8 @@ class LocalGaussian:
 
 
 def extract(model: HetNetLite, images: np.ndarray, batch: int = 16, desc: str = "teacher features") -> list[torch.Tensor]:
-    outs: list[list[torch.Tensor]] = [[], [], []]
-    for i in progress_bar(range(0, len(images), batch), desc=desc):
-        for o, f in zip(outs, model.teacher_features(torch.from_numpy(images[i : i + batch]))):
-            o.append(f)
-    return [torch.cat(o) for o in outs]
+    return list(ddp.features(lambda x: tuple(model.teacher_features(x)), images, batch,
+                             lambda it: progress_bar(it, desc=desc)))
 
 
 def fit(model: HetNetLite, images: np.ndarray, seed: int = 0) -> dict:
@@ -176,19 +173,21 @@ def fit(model: HetNetLite, images: np.ndarray, seed: int = 0) -> dict:
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     model.regressor.train(), model.denoiser.train()
-    n, losses = len(images), []
+    regressor, denoiser = ddp.wrap(model.regressor), ddp.wrap(model.denoiser)
+    n, losses = len(f4), []
     bar = progress_bar(range(cfg.steps), desc="training students")
     for step in bar:
         idx = torch.randint(0, n, (min(cfg.batch_size, n),), generator=gen)
-        b4, b8, b16 = model.norm4(f4[idx]), model.norm8(f8[idx]), model.norm16(f16[idx])
-        clean = fused_all[idx]
-        p8, p16 = model.regressor(b4)
-        loss_r = F.mse_loss(p8, b8) + F.mse_loss(p16, b16)
-        m = patch_mask(len(idx), clean.shape[2], clean.shape[3], cfg.noise_prob, gen)
+        m = patch_mask(len(idx), fused_all.shape[2], fused_all.shape[3], cfg.noise_prob, gen)
         lo, hi = cfg.noise_scale
         scale = lo + (hi - lo) * torch.rand(len(idx), 1, 1, 1, generator=gen)
-        noisy = clean + m * scale * noise.sample(len(idx), gen)
-        loss_d = F.mse_loss(model.denoiser(noisy), clean)
+        idx, m, scale, draw = (ddp.local(t) for t in (idx, m, scale, noise.sample(len(idx), gen)))  # draws as one process
+        b4, b8, b16 = model.norm4(f4[idx]), model.norm8(f8[idx]), model.norm16(f16[idx])
+        clean = fused_all[idx]
+        p8, p16 = regressor(b4)
+        loss_r = F.mse_loss(p8, b8) + F.mse_loss(p16, b16)
+        noisy = clean + m * scale * draw
+        loss_d = F.mse_loss(denoiser(noisy), clean)
         loss = loss_r + loss_d
         losses.append(optimizer_step(opt, sched, loss))
         show_running_mean(bar, step, loss=losses)

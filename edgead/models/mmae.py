@@ -23,10 +23,10 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..core.progress import progress_bar, show_running_mean
+from . import ddp
 from .common import count_flops, n_params, optimizer_step
 
 TASK = "signal"
@@ -209,13 +209,16 @@ def fit(model: MMAELite, sample_batch: Callable[[np.random.Generator, int], np.n
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     model.train()
+    reconstruct = ddp.wrap(model, lambda net, x, m: net.reconstruct(x, m))
     losses = []
     bar = progress_bar(range(cfg.steps), desc="training mmae")
     for step in bar:
         x = torch.from_numpy(sample_batch(rng, cfg.batch_size))
         m = random_masks(len(x), cfg.tokens, cfg.mask_scales, cfg.mask_ratios, gen)
-        err = (model.reconstruct(x, m) - model.patchify(x)).square().mean(-1)
-        loss = (err * m).sum() / m.sum().clamp_min(1)
+        hidden = m.sum().clamp_min(1)  # the whole batch's: each rank's loss is its share of the batch loss
+        x, m = ddp.local(x), ddp.local(m)
+        err = (reconstruct(x, m) - model.patchify(x)).square().mean(-1)
+        loss = (err * m).sum() / hidden * ddp.world()  # DDP averages the ranks' gradients
         losses.append(optimizer_step(opt, sched, loss, clip=1.0))
         show_running_mean(bar, step, loss=losses)
     model.eval()

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.progress import progress_bar, show_running_mean
+from . import ddp
 from .common import PatchFeatures, batched, optimizer_step
 from .synthetic import synthesize
 from . import uniad
@@ -160,12 +161,13 @@ def fit(model: OneNIPLite, images: np.ndarray, seed: int = 0, groups: np.ndarray
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     opt, sched = head_optimizer(model, cfg)
-    n_fake = int(round(cfg.batch_size * cfg.synthetic))
     model.train()
+    rebuild = ddp.wrap(model, rebuild_and_refine)
     rec_losses, ref_losses = [], []
     bar = progress_bar(range(cfg.steps), desc="training onenip")
     for step in bar:
-        picked = rng.integers(0, len(products), cfg.batch_size)
+        picked = ddp.local(rng.integers(0, len(products), cfg.batch_size))
+        n_fake = int(round(len(picked) * cfg.synthetic))
         normal = [int(rng.choice(members[int(products[g])])) for g in picked[n_fake:]]
         faulty = [int(rng.choice(fakes_of[int(products[g])])) for g in picked[:n_fake]]
         targets = torch.cat([clean[sources[faulty]], clean[normal]])
@@ -174,9 +176,8 @@ def fit(model: OneNIPLite, images: np.ndarray, seed: int = 0, groups: np.ndarray
         truth = torch.cat([fake_masks[faulty], torch.zeros(len(normal), 1, h, w)])
         shown = [int(i) for i in sources[faulty]] + normal  # the normal image behind each sample
         prompt_ids = [other_image(members[int(products[g])], i, rng) for g, i in zip(picked, shown)]
-        recon = model.decode(model.encode(inputs), model.encode(clean[prompt_ids]))
+        recon, logits = rebuild(inputs, clean[prompt_ids], observed)
         rec_loss = (recon - targets).square().mean()
-        logits = model.refine((recon - observed).detach())  # jitter is a training device only
         ref_loss = F.binary_cross_entropy_with_logits(logits, truth) + dice_loss(torch.sigmoid(logits), truth)
         rec_losses.append(optimizer_step(opt, sched, rec_loss + ref_loss, clip=1.0) - ref_loss.item())
         ref_losses.append(ref_loss.item())
@@ -186,6 +187,14 @@ def fit(model: OneNIPLite, images: np.ndarray, seed: int = 0, groups: np.ndarray
     return {"final_loss": float(np.mean(rec_losses[-50:])), "refiner_loss": float(np.mean(ref_losses[-50:])),
             "steps": cfg.steps, "n_images": n, "products": len(products), "grid": [h, w],
             "synthetic_images": len(sources), "prompt_images": prompt_ids}
+
+
+def rebuild_and_refine(model: OneNIPLite, inputs: torch.Tensor, prompts: torch.Tensor,
+                       observed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One training step's forward: tokens rebuilt with their prompts, and the refiner's logits
+    of where the rebuilt tokens differ from what a test image would show."""
+    recon = model.decode(model.encode(inputs), model.encode(prompts))
+    return recon, model.refine((recon - observed).detach())  # jitter is a training device only
 
 
 def other_image(members: np.ndarray, shown: int, rng: np.random.Generator) -> int:

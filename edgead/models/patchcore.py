@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.progress import progress_bar
+from . import ddp
 from .common import PATCH_STRIDES, PatchFeatures, backbone_complexity, count_flops, fitted_features
 
 
@@ -80,8 +81,9 @@ def fit(model: PatchCoreLite, images: np.ndarray, seed: int = 0) -> dict:
     k = max(1, min(cfg.max_bank, round(cfg.coreset_ratio * n_patches)))
     if n_patches > cfg.pool_cap:
         x = x[torch.randperm(n_patches, generator=gen)[: cfg.pool_cap]]
-    with torch.no_grad():
-        model.set_bank(x[greedy_coreset(x, k, cfg.projection_dim, gen)])
+    if ddp.is_main():  # under torchrun the other ranks shared the feature pass; rank 0 writes the run
+        with torch.no_grad():
+            model.set_bank(x[greedy_coreset(x, k, cfg.projection_dim, gen)])
     return {"n_patches": n_patches, "pool": len(x), "bank_size": model.config.bank_size,
             "bank_mb": round(model.bank.numel() * 4 / 1e6, 2)}
 

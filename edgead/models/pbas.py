@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.progress import progress_bar, show_running_mean
+from . import ddp
 from .common import (PATCH_CHANNELS, PATCH_STRIDES, PatchFeatures, backbone_complexity, count_flops, fitted_features, n_params,
                      optimizer_step)
 
@@ -101,17 +102,18 @@ def fit(model: PBASLite, images: np.ndarray, seed: int = 0) -> dict:
     # steps (magnetic_tile, two seeds: image AUROC 0.69-0.75 constant, 0.81-0.84 cosine).
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
     model.projection.train(), model.discriminator.train()
+    projection, discriminator = ddp.wrap(model.projection), ddp.wrap(model.discriminator)
     flat = _flat(feats)
     n, log = len(flat), {"compact": [], "bce": [], "p_true": [], "p_fake": []}
     bar = progress_bar(range(cfg.steps), desc="training discriminator")
     for step in bar:
-        idx = torch.randint(0, n, (min(cfg.patches, n),), generator=gen)
-        x = flat[idx]
+        x = flat[torch.randint(0, n, (min(cfg.patches, n),), generator=gen)]
         if cfg.feature_noise > 0:
             x = x + cfg.feature_noise * torch.randn(x.shape, generator=gen)
-        true = model.projection(_column(x))[0, :, :, 0].T
+        x = ddp.local(x)  # drawn as one process would, trained on by this rank
+        true = projection(_column(x))[0, :, :, 0].T
         fake, r = synthesise(true, centres, cfg.k)
-        logits = model.discriminator(_column(torch.cat([true, fake]))).flatten()
+        logits = discriminator(_column(torch.cat([true, fake]))).flatten()
         labels = torch.cat([torch.zeros(len(true)), torch.ones(len(fake))])
         bce = F.binary_cross_entropy_with_logits(logits, labels)
         loss = r + bce

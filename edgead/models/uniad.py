@@ -20,6 +20,7 @@ from torch import nn
 
 from ..core.errors import UsageError
 from ..core.progress import progress_bar, show_running_mean
+from . import ddp
 from .common import PATCH_STRIDES, PatchFeatures, backbone_complexity, count_flops, fitted_features, n_params, optimizer_step
 
 UNIFIED = True  # trains on several products at once (edgead train --data A --data B)
@@ -216,12 +217,14 @@ def fit(model: UniADLite, images: np.ndarray, seed: int = 0, groups: np.ndarray 
     torch.manual_seed(seed)
     opt, sched = head_optimizer(model, cfg)
     model.train()
+    reconstruct = ddp.wrap(model, lambda m, t: m.reconstruct(t))
     losses = []
     bar = progress_bar(range(cfg.steps), desc="training uniad")
     for step in bar:
-        pick = [rng.choice(members[i]) for i in rng.integers(0, len(members), cfg.batch_size)]
-        clean = tokens[pick]
-        loss = (model.reconstruct(clean + jitter_noise(clean, cfg.jitter)) - clean).square().mean()
+        clean = tokens[[rng.choice(members[i]) for i in rng.integers(0, len(members), cfg.batch_size)]]
+        noisy = clean + jitter_noise(clean, cfg.jitter)
+        clean, noisy = ddp.local(clean), ddp.local(noisy)  # drawn as one process would, trained on by this rank
+        loss = (reconstruct(noisy) - clean).square().mean()
         losses.append(optimizer_step(opt, sched, loss, clip=1.0))
         show_running_mean(bar, step, loss=losses)
     model.eval()

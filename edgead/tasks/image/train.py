@@ -38,8 +38,11 @@ def score_samples(predictor: Predictor, samples: list[Sample]) -> tuple[np.ndarr
 
 def train(data: str | Path | list[str | Path], out: str | Path, model: str = DEFAULT_MODEL, epochs: int | None = None,
           image_size: int = 256, seed: int = 0, holdout: float = 0.15, resize: str | None = None,
-          val: str | Path | None = None, threads: int | None = None, overrides: dict | None = None) -> dict:
+          val: str | Path | None = None, threads: int | None = None, overrides: dict | None = None) -> dict | None:
     """Train `model` on `data/train/good` (or `data/good`) and write the run folder `out`.
+
+    Under torchrun (several processes) the ranks share the work (edgead.models.ddp); rank 0
+    computes the thresholds and writes the run and returns its record, the others None.
 
     `data` is one product's folder, a folder of product folders, or a list of product folders:
     several products need a unified model (its module's UNIFIED), which is fitted on all of them
@@ -48,7 +51,7 @@ def train(data: str | Path | list[str | Path], out: str | Path, model: str = DEF
     `resize` None takes the model's own (its module's RESIZE, else letterbox)."""
     import torch
 
-    from edgead.models import MODELS, configured, get, save_run, torch_backend
+    from edgead.models import configured, ddp, get
     from edgead.tasks import check_model
 
     check_model(model, "image", DEFAULT_MODEL)
@@ -63,6 +66,15 @@ def train(data: str | Path | list[str | Path], out: str | Path, model: str = DEF
         raise UsageError(f"{model} has no training loop, so --epochs does not apply; leave it out")
     if threads:
         torch.set_num_threads(threads)
+    with ddp.session():
+        return _train(data, out, model, mod, cfg, epochs, image_size, seed, holdout, resize, val)
+
+
+def _train(data, out, model: str, mod, cfg, epochs, image_size, seed, holdout, resize, val) -> dict | None:
+    import torch
+
+    from edgead.models import MODELS, ddp, get, save_run, torch_backend
+
     t0 = time.time()
     ds: ImageDataset = open_data(data, seed=seed)
     unified = getattr(mod, "UNIFIED", False)
@@ -94,6 +106,8 @@ def train(data: str | Path | list[str | Path], out: str | Path, model: str = DEF
         log = mod.fit(net, x, seed=seed)
     net.eval()
     del x
+    if not ddp.is_main():
+        return None
     if "prompt_images" in log:  # indices into the fit set -> the images a user can look at
         log["prompt_images"] = [fit_set[i].path.relative_to(ds.root).as_posix() for i in log["prompt_images"]]
 

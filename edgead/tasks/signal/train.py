@@ -43,16 +43,17 @@ def train_signal(data: str | Path, out: str | Path, model: str = "mmae", data_ki
                  window: int | None = None, hop: int | None = None, rate: float | None = None,
                  channels: list[str] | None = None, norm: str | None = None, train_fraction: float | None = None,
                  normal_class: str = "1", steps: int | None = None, epochs: int | None = None, seed: int = 0,
-                 holdout: float = 0.15, threads: int | None = None, model_config: dict | None = None) -> dict:
+                 holdout: float = 0.15, threads: int | None = None, model_config: dict | None = None) -> dict | None:
     """Train signal model `model` on the normal part of `data` and write the run folder `out`.
 
     `norm` defaults to "window" (z-score per window) for ECG data (UCR, WFDB), whose amplitude
     and baseline drift, and to "global" (training mean/std) for sensor and metric series (NAB,
     CSV, numpy), where a level shift is often the anomaly. `model_config` overrides fields of
-    the model's Config (e.g. {"dim": 32, "depth": 2})."""
+    the model's Config (e.g. {"dim": 32, "depth": 2}). Under torchrun, rank 0 writes the run and
+    returns its record, the other ranks None."""
     import torch
 
-    from edgead.models import get, save_run, torch_backend
+    from edgead.models import ddp, get, save_run, torch_backend
     from edgead.tasks import check_model
 
     check_model(model, "signal", "mmae")
@@ -84,7 +85,10 @@ def train_signal(data: str | Path, out: str | Path, model: str = "mmae", data_ki
         cfg.steps = max(1, epochs * math.ceil(prep["n_fit"] / cfg.batch_size))
     torch.manual_seed(seed)
     net = mod.Model(cfg)
-    log = mod.fit(net, prep["sample_batch"], prep["calibration"], seed=seed)
+    with ddp.session():  # under torchrun the ranks share each step's batch (edgead.models.ddp)
+        log = mod.fit(net, prep["sample_batch"], prep["calibration"], seed=seed)
+        if not ddp.is_main():
+            return None
     net.eval()
 
     config = {
