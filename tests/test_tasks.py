@@ -184,7 +184,7 @@ def test_runtimes_know_nothing_of_models_and_core_nothing_of_torch():
         sys.meta_path.insert(0, NoTorch())
         import pkgutil, importlib, edgead.core, edgead.tasks
         mods = ["edgead.targets", "edgead.benchmark", "edgead.predictor", "edgead.signal_predictor",
-                "edgead.pointcloud_predictor"]
+                "edgead.pointcloud_predictor", "edgead.engines.ray_scoring", "edgead.tasks.image.report"]
         mods += ["edgead.core." + m.name for m in pkgutil.iter_modules(edgead.core.__path__)]
         for task in ("image", "signal", "pointcloud"):
             for m in ("task", "predictor", "preprocess", "data", "evaluate", "cli"):
