@@ -266,7 +266,8 @@ def run_benchmark(bundle: str | Path, runtimes_wanted: Sequence[str] | None = No
         evaluated.add(case.target)
         rows.append(row)
     _share_accuracy(rows)
-    _file_speed(bundle, rows, started, log)
+    if device is None:  # speed.json holds CPU figures: what precision="auto" compares on the CPU
+        _file_speed(bundle, rows, started, log)
     rows += skipped
     if hasattr(os, "getloadavg"):
         machine["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -103,9 +103,11 @@ def cmd_predict(a: argparse.Namespace) -> int:
     _foreign_flags(a, task)
     if a.engine == "ray":
         return cmd_predict_ray(a, task)
-    if a.out is not None:
-        raise UsageError("--out is for --engine ray (results written as files); locally, predict prints them: "
-                         "redirect them, e.g. edgead predict ... --json > results.jsonl")
+    ray_only = [f for f, given in (("--out", a.out is not None), ("--workers", a.workers is not None),
+                                    ("--address", a.address is not None), ("--format", a.format is not None)) if given]
+    if ray_only:
+        raise UsageError(f"{ray_only[0]} is for --engine ray (results written as files); locally, predict prints "
+                         "them: redirect them, e.g. edgead predict ... --json > results.jsonl")
     pred = _predictor(task, a.bundle, a)
     options = task.predict_options(a)
     task.check_predict(pred, **options)
@@ -131,6 +133,13 @@ def cmd_predict(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def beside(out: str | Path, suffix: str) -> Path:
+    """The file OUT<suffix> next to the output folder OUT (its parent created if need be)."""
+    out = Path(out).absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out.parent / (out.name + suffix)
+
+
 def cmd_predict_ray(a: argparse.Namespace, task) -> int:
     """`edgead predict --engine ray`: the archive scored by Predictor actors on a Ray cluster."""
     from edgead.core.quiet import quiet
@@ -138,10 +147,10 @@ def cmd_predict_ray(a: argparse.Namespace, task) -> int:
 
     if a.out is None:
         raise UsageError("--engine ray writes its results to files: give --out DIR")
-    job = ArchiveJob(bundle=a.bundle, paths=list(a.paths), out=Path(a.out), fmt=a.format, workers=a.workers,
+    job = ArchiveJob(bundle=a.bundle, paths=list(a.paths), out=Path(a.out), fmt=a.format or "jsonl", workers=a.workers,
                      address=a.address, runtime=a.runtime, precision=a.precision, threads=a.threads or 1,
-                     threshold=a.threshold, maps=bool(a.save_maps), options=task.predict_options(a))
-    log = job.out.with_name(job.out.name + ".ray.log")  # Ray's own output, beside the results
+                     threshold=a.threshold, maps=bool(a.save_maps), device=a.device, options=task.predict_options(a))
+    log = beside(job.out, ".ray.log")  # Ray's own output, beside the results
     with quiet(log) as say:
         summary = score_archive(job, log=say)
     print(f"{summary.line()}; Ray's own output is in {log}")
@@ -166,7 +175,7 @@ def cmd_export(a: argparse.Namespace) -> int:
     from edgead.export import export
 
     targets = target_table.parse(a.target)
-    log = Path(a.out).with_name(Path(a.out).name + ".export.log")  # beside the bundle: it names local folders
+    log = beside(a.out, ".export.log")  # not in the bundle: it names local folders
     started = time.perf_counter()
     try:
         with quiet(log, verbose=a.verbose) as say:
@@ -324,7 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "results written to --out")
     ray.add_argument("--out", default=None, metavar="DIR", help="--engine ray: folder for results.jsonl (or "
                      "results.parquet) and maps/")
-    ray.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl", help="--engine ray: results file format")
+    ray.add_argument("--format", choices=["jsonl", "parquet"], default=None, help="--engine ray: results file format "
+                     "(default jsonl)")
     ray.add_argument("--workers", type=int, default=None, help="--engine ray: Predictor actors, one CPU each "
                      "(default: the cluster's CPUs)")
     ray.add_argument("--address", default=None, help="--engine ray: the cluster, e.g. auto or ray://host:10001 "

@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import cv2
@@ -12,6 +13,19 @@ DEMO_DATA = REPO / "examples" / "data" / "hazelnut_toy"
 SHARED = REPO.parent / "shared" / "data"
 EXAMPLES = REPO / "examples"
 EXAMPLE_ENV = dict(os.environ, PYTHONPATH=str(REPO), EDGEAD_QUIET="1")  # as if edgead were pip-installed
+
+
+def blocking(*packages: str) -> str:
+    """Python source that makes importing `packages` (and their submodules) fail: the first lines
+    of a child interpreter's code, as on a device that lacks them."""
+    return textwrap.dedent(f"""
+        import sys
+        class Blocked:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {packages!r}:
+                    raise ImportError(name + " is blocked in this test")
+        sys.meta_path.insert(0, Blocked())
+    """)
 
 
 def run_example(name, *args, cwd=None, timeout=180) -> subprocess.CompletedProcess:

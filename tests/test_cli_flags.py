@@ -28,11 +28,12 @@ def test_foreign_train_flags_are_usage_errors(flags, flag, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
-def test_eval_save_maps_on_a_signal_run_is_a_usage_error(tmp_path, capsys):
+@pytest.mark.parametrize("flag", ["--save-maps", "--report"])
+def test_image_eval_flags_on_a_signal_run_are_usage_errors(tmp_path, capsys, flag):
     run = tmp_path / "run"
     shutil.copytree(GOLDEN_SIGNAL / "run", run)
-    code = main(["eval", str(run), "--data", str(GOLDEN_SIGNAL / "toy_TRAIN.txt"), "--save-maps", str(tmp_path / "m")])
-    assert code == 2 and "--save-maps is for image models" in capsys.readouterr().err
+    code = main(["eval", str(run), "--data", str(GOLDEN_SIGNAL / "toy_TRAIN.txt"), flag, str(tmp_path / "m")])
+    assert code == 2 and f"{flag} is for image models" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
 
 

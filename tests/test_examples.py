@@ -12,7 +12,7 @@ import cv2
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from conftest import EXAMPLE_ENV, EXAMPLES, run_example
+from conftest import EXAMPLE_ENV, EXAMPLES, blocking, run_example
 from edgead.tasks.image.data import open_dataset
 from edgead.tasks.image.predictor import Predictor
 
@@ -132,13 +132,8 @@ def test_folder_watch_scores_files_dropped_while_it_runs(tiny_bundle, small_mvte
     assert sorted(p.name for p in inbox.iterdir()) == ["a.anomaly.jpg", "b.anomaly.jpg"]
 
 
-BLOCK_TORCH = textwrap.dedent("""
-    import runpy, sys
-    class NoTorch:
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                raise ImportError("torch is blocked in this test")
-    sys.meta_path.insert(0, NoTorch())
+BLOCK_TORCH = blocking("torch") + textwrap.dedent("""
+    import runpy
     sys.argv = sys.argv[1:]
     runpy.run_path(sys.argv[0], run_name="__main__")
 """)
@@ -159,13 +154,7 @@ def test_benchmark_device_script_copied_alone_without_torch(tiny_bundle, small_m
 
 
 def test_benchmark_measure_is_torch_free(tiny_bundle, small_mvtec):
-    code = textwrap.dedent(f"""
-        import sys
-        class NoTorch:
-            def find_spec(self, name, path=None, target=None):
-                if name == "torch" or name.startswith("torch."):
-                    raise ImportError("torch is blocked in this test")
-        sys.meta_path.insert(0, NoTorch())
+    code = blocking("torch") + textwrap.dedent(f"""
         from edgead.benchmark import Case, measure
         row = measure({str(tiny_bundle)!r}, Case("tflite", "tflite", "fp32", 1),
                       {{"size": [96, 128]}}, n=3, warmup=1, data={str(small_mvtec)!r})

@@ -330,7 +330,6 @@ def test_export_times_each_pair_here_and_auto_picks_by_it(int8_bundle, target):
     timed = json.loads((int8_bundle / "edgead.json").read_text())["artefacts"][f"{target}_int8"]["speed"]
     assert timed["machine"] == timed["fp32"]["machine"] == machine_key() and timed["fp32"]["target"] == target
     int8_ms, fp32_ms = timed["ms"]["default"], timed["fp32"]["ms"]["default"]
-    assert 0 < int8_ms < 10_000 and 0 < fp32_ms < 10_000
     pred = Predictor(int8_bundle, runtime=RUNTIME[target])
     assert pred.target == (f"{target}_int8" if int8_ms < 0.95 * fp32_ms else target)
     assert f"{int8_ms:.2f} ms INT8 vs {fp32_ms:.2f} ms FP32" in pred.choice.reason

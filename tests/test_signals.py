@@ -11,7 +11,7 @@ import pytest
 
 import runtimes
 from edgead import targets
-from conftest import run_example, shared_data
+from conftest import blocking, run_example, shared_data
 from edgead.core.thresholds import normal_quantile
 from edgead.tasks.signal.predictor import SignalPredictor
 from edgead.tasks.signal.preprocess import resample
@@ -223,14 +223,7 @@ def test_fixed_windows_and_bad_input(torch_predictor, samples):
 
 # ------------------------------------------------------------------------------ CLI and torch-free path
 
-BLOCK = textwrap.dedent("""
-    import sys
-    class NoTorch:
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                raise ImportError("torch is blocked in this test")
-    sys.meta_path.insert(0, NoTorch())
-""")
+BLOCK = blocking("torch")
 
 
 def test_predict_cli_and_streaming_without_torch(signal_bundle, record):

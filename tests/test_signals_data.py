@@ -8,7 +8,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import shared_data
+from conftest import blocking, shared_data
 from edgead.tasks.image.data import DataError
 from edgead.tasks.signal.data import (Series, SampleSet, at_rate, detect_kind, load_signal, split_samples,
                                  split_series)
@@ -174,13 +174,7 @@ def test_the_missing_mask_covers_the_filters_main_lobe():
 
 def test_resampling_needs_no_scipy():
     """scipy is not installed on devices: the filter is designed in numpy."""
-    code = textwrap.dedent("""
-        import sys
-        class NoScipy:
-            def find_spec(self, name, path=None, target=None):
-                if name == "scipy" or name.startswith("scipy."):
-                    raise ImportError("scipy is blocked in this test")
-        sys.meta_path.insert(0, NoScipy())
+    code = blocking("scipy") + textwrap.dedent("""
         import numpy as np
         from edgead.tasks.signal.preprocess import resample, resample_mask
         assert resample(np.ones((100, 2)), 360, 120).shape == (34, 2)
@@ -278,3 +272,23 @@ def test_normalisation_and_overlap_mean():
     assert as_windows(np.zeros((3, 16)), SignalSpec(channels=1, length=16, hop=4)).shape == (3, 1, 16)
     with pytest.raises(ValueError, match="expected windows"):
         as_windows(np.zeros((3, 15)), SignalSpec(channels=1, length=16, hop=4))
+
+
+def test_models_from_before_the_filter_keep_their_linear_resampling():
+    """A spec without `resampling` (runs and bundles made before the anti-aliased resampler) is
+    scored as it was trained: linear interpolation, exact on a ramp, batch equal to stream."""
+    from edgead.tasks.signal.preprocess import resampler
+
+    old = {"channels": 1, "length": 64, "hop": 16, "rate": 120.0, "norm": "window"}
+    assert SignalSpec.from_json(old).resampling == "linear"
+    assert SignalSpec.from_json({**old, "resampling": "polyphase"}).resampling == "polyphase"
+    assert SignalSpec(1, 64, 16, 120.0).to_json()["resampling"] == "polyphase"  # what new runs record
+    ramp = np.arange(300, dtype=np.float64)[:, None]
+    y = resample(ramp, 300, 200, "linear")  # output k at source position 1.5 k
+    assert np.allclose(y[:, 0], 1.5 * np.arange(len(y))) and len(y) == 200
+    r = resampler(300, 200, "linear")
+    streamed = np.concatenate([r.push(ramp[i:i + 7]) for i in range(0, 300, 7)] + [r.flush()])
+    assert np.array_equal(streamed, y)
+    missing = np.zeros(300, bool)
+    missing[30] = True
+    assert np.flatnonzero(resample_mask(missing, 300, 200, "linear")).tolist() == [20]  # 1.5 k = 30

@@ -9,12 +9,13 @@ import pytest
 import runtimes
 from edgead.cli import main
 from edgead.core import speed
-from edgead.core.machine import machine_key
+from edgead.core.machine import machine_key, usable_cores
 from edgead.core.predictor import choose_target
 from edgead.core.quiet import quiet
 
-RT = next(rt for rt in ("onnxruntime", "openvino", "tflite") if runtimes.available(rt))
-KEY = {"onnxruntime": "onnx", "openvino": "openvino", "tflite": "tflite"}[RT]
+RT = next((rt for rt in ("onnxruntime", "openvino", "tflite") if runtimes.available(rt)), None)
+KEY = {"onnxruntime": "onnx", "openvino": "openvino", "tflite": "tflite", None: None}[RT]
+pytestmark = pytest.mark.skipif(RT is None, reason="no runtime installed: pip install 'edgead[onnxruntime]'")
 
 
 def manifest(int8_ms: float | None, fp32_ms: float | None, machine: str | None = None) -> dict:
@@ -47,6 +48,12 @@ def test_the_device_own_benchmark_figures_overrule_export(tmp_path):
     by_default = choose_target(m, RT, bundle_dir=tmp_path)  # the most threads measured: 2, INT8 slower
     assert by_default.target == KEY and "(2 threads, edgead benchmark on this machine)" in by_default.reason
     assert choose_target(m, RT, bundle_dir=tmp_path, threads=1).target == f"{KEY}_int8"
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    speed.file_figures(partial, {f"{KEY}_int8": {str(usable_cores()): 9.0}}, "2026-12-06")  # --precisions int8 only
+    mixed = choose_target(m, RT, bundle_dir=partial)  # INT8 from the benchmark against FP32 from export
+    assert mixed.target == f"{KEY}_int8" and "9.00 ms INT8 vs 10.00 ms FP32" in mixed.reason
+    assert "export and edgead benchmark on this machine" in mixed.reason
     other = {"machines": {"other | cpu | 8 cores": {KEY: {"1": 1.0}}}}
     (tmp_path / speed.SPEED_FILE).write_text(json.dumps(other))
     speed.file_figures(tmp_path, {KEY: {"1": 3.0}, f"{KEY}_int8": {"1": 1.0}}, "2026-12-07")

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import runtimes
+from conftest import blocking
 from edgead import targets
 from edgead.cli import main
 from edgead.core.errors import TaskMismatch, UsageError
@@ -175,13 +176,7 @@ def test_runtimes_know_nothing_of_models_and_core_nothing_of_torch():
         names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0]
         assert not [n for n in names if n.split(".")[0] in ("edgead", "quant")], path
-    code = textwrap.dedent("""
-        import sys
-        class NoTorch:
-            def find_spec(self, name, path=None, target=None):
-                if name == "torch" or name.startswith("torch."):
-                    raise ImportError("torch is blocked in this test")
-        sys.meta_path.insert(0, NoTorch())
+    code = blocking("torch") + textwrap.dedent("""
         import pkgutil, importlib, edgead.core, edgead.tasks
         mods = ["edgead.targets", "edgead.benchmark", "edgead.predictor", "edgead.signal_predictor",
                 "edgead.pointcloud_predictor", "edgead.engines.ray_scoring", "edgead.tasks.image.report"]

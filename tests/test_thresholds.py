@@ -178,6 +178,11 @@ def test_override_moves_each_threshold_set_by_its_own_span():
         o.apply(t)
     assert [t.active for t in (narrow, wide)] == ["manual", "manual"]
     assert [t.threshold for t in (narrow, wide)] == pytest.approx([b + 0.1 * s for b, s in zip(before, spans)])
+    once = narrow.threshold
+    o.apply(narrow)  # again: still measured from the trained threshold, not from the first override
+    assert narrow.threshold == once
+    Override.parse("score:0.5").apply(narrow)
+    assert narrow.threshold == pytest.approx(before[0]) and narrow.active == "manual"
     assert Override.parse("raw:-2.5") == Override(-2.5, "raw") == Override.parse("-2.5") == Override.parse(-2.5)
     assert Override.parse("-2.5").raw(narrow) == -2.5
     for bad in ("score:0", "score:1", "x:1", "", "raw:", "score:inf"):

@@ -6,16 +6,10 @@ import textwrap
 
 import pytest
 
+from conftest import blocking
 from edgead.predictor import Predictor
 
-BLOCK = textwrap.dedent("""
-    import sys
-    class NoTorch:
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                raise ImportError("torch is blocked in this test")
-    sys.meta_path.insert(0, NoTorch())
-""")
+BLOCK = blocking("torch")
 
 
 def run_blocked(code: str) -> subprocess.CompletedProcess:

@@ -34,3 +34,7 @@ class ExportError(EdgeadError, RuntimeError):
 
 class DistributedError(EdgeadError, RuntimeError):
     """A training run across processes (torchrun) lost a rank, or a rank never joined."""
+
+
+class EngineError(EdgeadError, RuntimeError):
+    """A job on an external engine (Ray) failed as a whole, e.g. its workers could not start."""

@@ -57,6 +57,11 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def launched_processes() -> int:
+    """How many processes torchrun launched for this job (WORLD_SIZE; 1 when run plainly)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def default_threads() -> list[int]:
     """1 thread and all usable cores."""
     return sorted({1, usable_cores()})

@@ -40,10 +40,10 @@ class Choice:
 
 
 def choose_target(manifest: Mapping, runtime: str = "auto", precision: str = "auto",
-                  bundle_dir: str | Path | None = None, threads: int | None = None) -> Choice:
+                  bundle_dir: str | Path | None = None, threads: int | None = None, device=None) -> Choice:
     """The bundle artefact to load: the wanted (or first installed, fastest-first) runtime; with
     `precision="auto"`, its INT8 artefact (which passed the accuracy gate) only where it was
-    measured faster than FP32 on this machine (see edgead.core.speed), else FP32."""
+    measured faster than FP32 on this machine's CPU (see edgead.core.speed), else FP32."""
     arts = manifest["artefacts"]
     if precision not in PRECISIONS:
         raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -69,6 +69,9 @@ def choose_target(manifest: Mapping, runtime: str = "auto", precision: str = "au
     if precision != "auto" or len(mine) == 1:
         key = next(iter(mine.values()))
         return Choice(key, f"{key}: the only {want[first]} artefact" + ("" if precision == "auto" else f" in {precision}"))
+    if device is not None and str(device).upper() != "CPU":
+        return Choice(mine["fp32"], f"{mine['fp32']} (FP32): speed is measured on CPUs only; on {device}, ask for "
+                                    "--precision int8 to run INT8")
     found, source = speed.figures(bundle_dir, manifest)
     verdict = speed.faster_int8(mine["fp32"], mine["int8"], found, source, threads)
     return Choice(mine["int8"] if verdict.int8 else mine["fp32"], verdict.reason)
@@ -94,7 +97,7 @@ def legacy_output_names(produced: list[str], wanted: tuple[str, ...]) -> dict[st
 
 
 def _open_bundle(path: Path, target: str | None, runtime: str, precision: str, check_task, threads: int | None = None,
-                 tries: int = 3):
+                 device=None, tries: int = 3):
     """(manifest, choice, its runtime, {file: verified bytes}). A bundle being rewritten
     by another process while we read it can pair the old manifest with a new file: that shows as
     a checksum error with a manifest that changed meanwhile, and is read again."""
@@ -108,7 +111,7 @@ def _open_bundle(path: Path, target: str | None, runtime: str, precision: str, c
                 check_task(manifest, path, "bundle")
                 choice = Choice(target, f"{target}: asked for by name") if target else \
                     choose_target({**manifest, "artefacts": {t: manifest["artefacts"][t] for t in present}},
-                                  runtime, precision, path, threads)
+                                  runtime, precision, path, threads, device)
                 key = choice.target
                 bundle_io.artefact_path(path, manifest, key)  # names the bundle's targets if unknown
             except EdgeadError:  # a damaged bundle is reported first, as a verified load would
@@ -159,7 +162,8 @@ class BasePredictor:
             self._init(record, backend, targets.TORCH, "fp32")
             self.choice = Choice(targets.TORCH, "a training run runs on torch")
             return
-        manifest, self.choice, rt, content = _open_bundle(path, target, runtime, precision, self._check_task, threads)
+        manifest, self.choice, rt, content = _open_bundle(path, target, runtime, precision, self._check_task, threads,
+                                                          device)
         art = manifest["artefacts"][self.choice.target]
         backend = runtimes.load(rt, path / art["file"], threads=threads, device=device, files=content)
         self._init(manifest, backend, self.choice.target, art.get("precision", "fp32"))

@@ -37,11 +37,11 @@ def quiet(log: Path | None, verbose: bool = False) -> Iterator[Say]:
     if verbose or log is None:
         yield lambda msg: print(msg, flush=True)
         return
+    target = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)  # first: a bad path leaks nothing
     say, close = _say_to(sys.stdout, _fd(sys.stdout))
     sys.stdout.flush()
     sys.stderr.flush()
     saved = (os.dup(1), os.dup(2))
-    target = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.dup2(target, 1)
         os.dup2(target, 2)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from edgead.core.machine import machine_key
+from edgead.core.machine import machine_key, usable_cores
 
 SPEED_FILE = "speed.json"
 INT8_MUST_TAKE = 0.95  # INT8 is chosen only when it takes less than this share of FP32's time
@@ -34,11 +34,9 @@ def export_entry(ms: float, threads: int | None = None) -> dict:
 
 def figures(bundle_dir: str | os.PathLike | None, manifest: Mapping, machine: str | None = None) -> tuple[Figures, str]:
     """The figures that apply on `machine` (default: this one), and where they come from:
-    `edgead benchmark`'s (speed.json) when it was run here, else export's when export ran here."""
+    export's where export ran here, overlaid per target by `edgead benchmark`'s (speed.json)
+    where it was run here (a benchmark of some targets only keeps export's for the others)."""
     machine = machine or machine_key()
-    filed = read_file(bundle_dir).get(machine) if bundle_dir is not None else None
-    if filed:
-        return filed, "edgead benchmark on this machine"
     found: Figures = {}
     for key, art in manifest.get("artefacts", {}).items():
         rec = art.get("speed") if isinstance(art, Mapping) else None
@@ -46,7 +44,16 @@ def figures(bundle_dir: str | os.PathLike | None, manifest: Mapping, machine: st
         for target, timed in ((key, rec), (_get(pair, "target"), pair)):
             if isinstance(target, str) and _get(timed, "machine") == machine and isinstance(_get(timed, "ms"), Mapping):
                 found.setdefault(target, {}).update({str(t): float(v) for t, v in timed["ms"].items() if _is_ms(v)})
-    return found, "export on this machine"
+    filed = read_file(bundle_dir).get(machine, {}) if bundle_dir is not None else {}
+    found.update(filed)
+    sources = [s for s, used in (("export", len(filed) < len(found)), ("edgead benchmark", bool(filed))) if used]
+    return found, " and ".join(sources) + " on this machine"
+
+
+def _by_threads(ms: dict[str, float]) -> dict[str, float]:
+    """Figures keyed by thread count: the runtime's default is taken as one thread per usable
+    core (export times with the default, `edgead benchmark` with 1 and all cores)."""
+    return {str(usable_cores()) if t == DEFAULT else t: v for t, v in ms.items() if t == DEFAULT or t.isdigit()}
 
 
 def _get(record, key: str):
@@ -71,14 +78,15 @@ def read_file(bundle_dir: str | os.PathLike) -> dict[str, Figures]:
 def file_figures(bundle_dir: str | os.PathLike, measured: Figures, date: str) -> Path:
     """Merge this machine's `measured` figures into speed.json (written atomically); other
     machines' figures are kept."""
-    from edgead.core.atomic import replace_json
+    from edgead.core.atomic import locked, replace_json
 
     path = Path(bundle_dir) / SPEED_FILE
-    machines = read_file(bundle_dir)
-    mine = machines.setdefault(machine_key(), {})
-    for target, by_threads in measured.items():
-        mine.setdefault(target, {}).update(by_threads)
-    replace_json(path, {"edgead_speed": 1, "date": date, "machines": machines})
+    with locked(Path(bundle_dir)):  # the lock bundle writes take: two benchmarks never lose each other's figures
+        machines = read_file(bundle_dir)
+        mine = machines.setdefault(machine_key(), {})
+        for target, by_threads in measured.items():
+            mine.setdefault(target, {}).update(by_threads)
+        replace_json(path, {"edgead_speed": 1, "date": date, "machines": machines})
     return path
 
 
@@ -91,13 +99,13 @@ class Verdict:
 def faster_int8(fp32: str, int8: str, found: Figures, source: str, threads: int | None) -> Verdict:
     """Whether INT8 `int8` beats FP32 `fp32` on this machine by the figures `found`, at the
     thread count asked for (else the most threads both were timed at). Unmeasured: FP32."""
-    a, b = found.get(fp32, {}), found.get(int8, {})
+    a, b = (_by_threads(found.get(key, {})) for key in (fp32, int8))
     common = [t for t in a if t in b]
     if not common:
         return Verdict(False, f"{fp32} (FP32): INT8 was not timed on this machine; run `edgead benchmark BUNDLE` here "
                               "to choose by measured speed, or ask for --precision int8")
-    want = thread_key(threads)
-    t = want if want in common else max(common, key=lambda k: (k == DEFAULT, int(k) if k.isdigit() else 0))
+    want = _by_threads({thread_key(threads): 0.0})
+    t = next(iter(want)) if next(iter(want)) in common else max(common, key=int)
     f, q = a[t], b[t]
     figures_text = f"{q:.2f} ms INT8 vs {f:.2f} ms FP32 ({t} threads, {source})"
     if q < INT8_MUST_TAKE * f:

@@ -68,9 +68,10 @@ def rank(n: int, q: float) -> int:
 
 
 def needed_for(q: float) -> int:
-    """Fewest held-out normal samples whose threshold is not simply their maximum, i.e. whose
-    expected false-alarm rate can reach ``1 - q`` (99 for q = 0.99)."""
-    return math.ceil(q / (1.0 - q) - 1e-9) if q < 1.0 else math.inf
+    """Fewest held-out normal samples whose threshold's expected false-alarm rate reaches
+    ``1 - q`` (99 for q = 0.99: the highest of 99 scores is passed by 1 % of new ones).
+    For q = 1 (no false alarm at all) no number is enough: 0 is returned."""
+    return math.ceil(q / (1.0 - q) - 1e-9) if q < 1.0 else 0
 
 
 def normal_quantile(normal_scores: ArrayLike, q: float = DEFAULT_Q) -> float:
@@ -78,7 +79,7 @@ def normal_quantile(normal_scores: ArrayLike, q: float = DEFAULT_Q) -> float:
 
     Unlike an interpolated quantile, its false-alarm rate on new normal parts is known exactly
     for any continuous score distribution (see ``false_alarm_rate``); with fewer than
-    ``needed_for(q)`` samples it is their maximum and the rate is ``1 / (n + 1)``, above 1 - q."""
+    ``needed_for(q)`` samples it is their maximum and the rate, ``1 / (n + 1)``, is above 1 - q."""
     if not 0.0 < q <= 1.0:
         raise ValueError(f"q must be in (0, 1], got {q}")
     s = np.sort(_finite_1d(normal_scores, "normal_scores"))
@@ -101,8 +102,9 @@ class FalseAlarms:
 
     @property
     def enough(self) -> bool:
-        """Whether n held-out samples can reach the rate asked for (see ``needed_for``)."""
-        return self.n >= needed_for(1.0 - self.target)
+        """Whether n held-out samples can reach the rate asked for (see ``needed_for``); a rate
+        of 0 never is, and is not warned about."""
+        return self.target <= 0 or self.n >= needed_for(1.0 - self.target)
 
     def describe(self, what: str = "samples") -> str:
         return (f"expected false alarms on good {what}: {self.expected:.1%} ({self.confidence:.0%} interval "
@@ -266,10 +268,11 @@ class Override:
         return cls(value, scale)
 
     def raw(self, thresholds: "ThresholdSet") -> float:
-        """The raw threshold this override means for `thresholds` (its active kind's span)."""
+        """The raw threshold this override means for `thresholds`: measured from the trained
+        threshold with its span (not from an earlier override)."""
         if self.scale == "raw":
             return self.value
-        nz = thresholds.normalizer()
+        nz = thresholds.normalizer(thresholds.trained)
         return nz.threshold + (self.value - 0.5) * nz.span
 
     def apply(self, thresholds: "ThresholdSet") -> None:
@@ -291,12 +294,14 @@ class ThresholdSet:
     low: float
     high: float
     meta: dict = field(default_factory=dict)
+    trained: str = field(default="", compare=False)  # the kind active when the set was made or read
 
     def __post_init__(self) -> None:
         for k in self.values:
             if k not in KINDS:
                 raise ValueError(f"unknown threshold kind {k!r}; expected one of {KINDS}")
         self.select(self.active)
+        self.trained = self.trained or self.active
 
     # -- construction
     @classmethod

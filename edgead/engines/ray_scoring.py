@@ -6,8 +6,9 @@ scored becomes an error row; the job goes on.
 
     edgead predict BUNDLE /data/archive --engine ray --out results/ [--workers 8] [--address auto]
 
-On a cluster every node must see the bundle and the inputs at the same paths (shared storage),
-and `edgead[ray]` with the bundle's runtime must be installed on every node."""
+On a cluster every node must see the bundle, the inputs and OUT at the same paths (shared
+storage: the actors write maps there), and `edgead[ray]` with the bundle's runtime must be
+installed on every node."""
 from __future__ import annotations
 
 import json
@@ -17,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from edgead.core.atomic import atomic_folder
-from edgead.core.errors import UsageError
+from edgead.core.atomic import atomic_folder, check_replaceable
+from edgead.core.errors import EngineError, UsageError
 from edgead.core.thresholds import Override
 
 SUMMARY = "summary.json"  # also marks a folder as ours, so that a rerun may replace it
@@ -39,6 +40,7 @@ class ArchiveJob:
     runtime: str = "auto"
     precision: str = "auto"
     threads: int = 1  # per actor: an actor per CPU scales better than threads per actor
+    device: str | None = None  # the runtime's device (cuda, GPU, ...): None is the CPU
     threshold: Override | None = None
     maps: bool = False  # write each input's maps under OUT/maps
     options: dict = field(default_factory=dict)  # the task's own predict options (product, data kind, rate)
@@ -67,7 +69,8 @@ class Scorer:
         from edgead.tasks import for_path
 
         self.task = for_path(job.bundle)
-        self.pred = self.task.predictor(job.bundle, runtime=job.runtime, precision=job.precision, threads=job.threads)
+        self.pred = self.task.predictor(job.bundle, runtime=job.runtime, precision=job.precision, threads=job.threads,
+                                        **({"device": job.device} if job.device else {}))
         if job.threshold is not None:
             self.pred.set_threshold(job.threshold)
         self.by = self.pred.scored_by()
@@ -116,26 +119,39 @@ def score_archive(job: ArchiveJob, log: Callable[[str], None] = lambda msg: None
     if job.threshold is not None:
         check.set_threshold(job.threshold)
     named = task.input_files(job.paths)
+    check_replaceable(job.out, SUMMARY)  # before Ray starts: a folder that is not ours is refused at once
     ray = _ray()
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=job.address, num_cpus=None if job.address else (job.workers or os.cpu_count()),
                  include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
-        workers = job.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        if job.workers is not None and job.workers > cpus:  # the actor pool would wait for CPUs forever
+            raise UsageError(f"--workers {job.workers}: the Ray cluster has {cpus} CPUs, and each actor takes one; "
+                             f"ask for {cpus} or fewer, or add nodes")
+        workers = job.workers or cpus
         t0 = time.perf_counter()
         with atomic_folder(job.out, SUMMARY) as tmp:
             log(f"scoring {len(named)} inputs with {workers} Predictor actors ({check.choice.reason})")
-            rows, failed = _write(_scored(ray, job, named, workers, tmp / "maps" if job.maps else None, log),
-                                  tmp / f"results.{job.fmt}", job.fmt)
-            seconds = time.perf_counter() - t0
-            summary = ArchiveSummary(len(named), rows, failed, seconds, workers, job.out / f"results.{job.fmt}")
+            scored = _scored(ray, job, named, workers, tmp / "maps" if job.maps else None, log)
+            rows, failed = _write(scored, tmp / f"results.{job.fmt}", job.fmt)
+            summary = ArchiveSummary(len(named), rows, failed, time.perf_counter() - t0, workers,
+                                     job.out / f"results.{job.fmt}")
             (tmp / SUMMARY).write_text(json.dumps({**asdict(summary), "results": summary.results.name,
-                                                   "bundle": str(job.bundle), "scored_by": check.scored_by()}, indent=1))
+                                                   "bundle": str(job.bundle)}, indent=1))
+    except ray.exceptions.RayError as e:  # an actor could not start or died: say so in one line
+        raise EngineError(f"the Ray job failed ({_first_line(e)}); an actor needs the bundle, the inputs and OUT at "
+                          "the same paths on every node, and edgead with the bundle's runtime installed there") from None
     finally:
         if started_here:
             ray.shutdown()
     return summary
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(e).__name__)[:300]
 
 
 def _scored(ray, job: ArchiveJob, named: list, workers: int, maps: Path | None,

@@ -26,6 +26,7 @@ import torch.distributed as dist
 from torch import nn
 
 from edgead.core.errors import DistributedError
+from edgead.core.machine import launched_processes
 
 
 TIMEOUT_ENV = "EDGEAD_DIST_TIMEOUT"
@@ -49,7 +50,7 @@ def is_main() -> bool:
 
 def launched() -> bool:
     """Whether torchrun started this process as one of several."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return launched_processes() > 1
 
 
 @contextmanager
@@ -71,11 +72,9 @@ def session() -> Iterator[None]:
         os.environ["EDGEAD_QUIET"] = "1"
     try:
         yield
-    except RuntimeError as e:
-        if isinstance(e, DistributedError):
-            raise
-        raise DistributedError(f"{where}: training stopped: {_first_line(e)}; another rank probably failed or "
-                               "was stopped (its own output says why); nothing was written") from None
+    except RuntimeError as e:  # gloo reports a peer that died as a plain RuntimeError, in the middle of a step
+        raise DistributedError(f"{where}: training stopped: {_first_line(e)}. If another rank failed or was stopped, "
+                               "its own output says why; nothing was written") from None
     finally:
         dist.destroy_process_group()
 
@@ -130,7 +129,18 @@ def mean(value: torch.Tensor) -> float:
 
 def local(batch):
     """This rank's slice of a global batch (a tensor, array or list of indices or samples)."""
-    return batch[rank()::world()] if active() else batch
+    if not active():
+        return batch
+    if len(batch) < world():
+        raise DistributedError(f"a batch of {len(batch)} cannot be shared by {world()} ranks: use at most "
+                               f"{len(batch)} processes, or a larger batch (--set batch_size=N)")
+    return batch[rank()::world()]
+
+
+def share(local_size: int, global_size: int) -> float:
+    """What a rank's mean loss over its slice is weighted by, so that DDP's average of the ranks'
+    gradients is the gradient of the mean over the whole batch (1 when slices are equal)."""
+    return local_size * world() / global_size if active() else 1.0
 
 
 def wrap(module: nn.Module, call: Callable | None = None, unused: bool = False) -> Callable:
@@ -140,7 +150,8 @@ def wrap(module: nn.Module, call: Callable | None = None, unused: bool = False) 
     if not active():
         return module if call is None else (lambda *a, **k: call(module, *a, **k))
     step = _Step(module, call) if call is not None else module
-    return nn.parallel.DistributedDataParallel(step, find_unused_parameters=unused)
+    # buffers (feature statistics, stored prompts) are constants while training: nothing to broadcast
+    return nn.parallel.DistributedDataParallel(step, find_unused_parameters=unused, forward_sync_buffers=False)
 
 
 class _Step(nn.Module):

@@ -152,6 +152,7 @@ def fit(model: FADeRLite, images: np.ndarray, seed: int = 0) -> dict:
     for step in bar:
         clean = feats[torch.randint(0, n, (min(cfg.batch_size, n),), generator=gen)]
         noisy = perturb(clean, cfg.noise_fraction, cfg.noise_scale, gen)
+        share = ddp.share(len(ddp.local(clean)), len(clean))
         clean, noisy = ddp.local(clean), ddp.local(noisy)  # drawn as one process would, trained on by this rank
         x = model.excise(noisy)
         recon, (g0, g1) = unet(x)
@@ -163,7 +164,7 @@ def fit(model: FADeRLite, images: np.ndarray, seed: int = 0) -> dict:
             loss = loss + F.binary_cross_entropy(g0, gate_target(err, g0.shape[-2:])) \
                 + F.binary_cross_entropy(g1, gate_target(err, g1.shape[-2:]))
             gates.append(float(g0.mean()))
-        losses.append(optimizer_step(opt, sched, loss))
+        losses.append(optimizer_step(opt, sched, loss * share))
         show_running_mean(bar, step, loss=losses)
     model.eval()
     with torch.no_grad():

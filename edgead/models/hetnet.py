@@ -181,6 +181,7 @@ def fit(model: HetNetLite, images: np.ndarray, seed: int = 0) -> dict:
         m = patch_mask(len(idx), fused_all.shape[2], fused_all.shape[3], cfg.noise_prob, gen)
         lo, hi = cfg.noise_scale
         scale = lo + (hi - lo) * torch.rand(len(idx), 1, 1, 1, generator=gen)
+        share = ddp.share(len(ddp.local(idx)), len(idx))
         idx, m, scale, draw = (ddp.local(t) for t in (idx, m, scale, noise.sample(len(idx), gen)))  # draws as one process
         b4, b8, b16 = model.norm4(f4[idx]), model.norm8(f8[idx]), model.norm16(f16[idx])
         clean = fused_all[idx]
@@ -188,7 +189,7 @@ def fit(model: HetNetLite, images: np.ndarray, seed: int = 0) -> dict:
         loss_r = F.mse_loss(p8, b8) + F.mse_loss(p16, b16)
         noisy = clean + m * scale * draw
         loss_d = F.mse_loss(denoiser(noisy), clean)
-        loss = loss_r + loss_d
+        loss = (loss_r + loss_d) * share
         losses.append(optimizer_step(opt, sched, loss))
         show_running_mean(bar, step, loss=losses)
     model.eval()

@@ -161,13 +161,13 @@ def fit(model: OneNIPLite, images: np.ndarray, seed: int = 0, groups: np.ndarray
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     opt, sched = head_optimizer(model, cfg)
+    n_fake = int(round(cfg.batch_size * cfg.synthetic))
     model.train()
     rebuild = ddp.wrap(model, rebuild_and_refine)
     rec_losses, ref_losses = [], []
     bar = progress_bar(range(cfg.steps), desc="training onenip")
     for step in bar:
-        picked = ddp.local(rng.integers(0, len(products), cfg.batch_size))
-        n_fake = int(round(len(picked) * cfg.synthetic))
+        picked = rng.integers(0, len(products), cfg.batch_size)
         normal = [int(rng.choice(members[int(products[g])])) for g in picked[n_fake:]]
         faulty = [int(rng.choice(fakes_of[int(products[g])])) for g in picked[:n_fake]]
         targets = torch.cat([clean[sources[faulty]], clean[normal]])
@@ -176,11 +176,15 @@ def fit(model: OneNIPLite, images: np.ndarray, seed: int = 0, groups: np.ndarray
         truth = torch.cat([fake_masks[faulty], torch.zeros(len(normal), 1, h, w)])
         shown = [int(i) for i in sources[faulty]] + normal  # the normal image behind each sample
         prompt_ids = [other_image(members[int(products[g])], i, rng) for g, i in zip(picked, shown)]
-        recon, logits = rebuild(inputs, clean[prompt_ids], observed)
+        share = ddp.share(len(ddp.local(targets)), len(targets))  # drawn as one process would; this rank's slice:
+        targets, observed, inputs, truth, prompts = (ddp.local(t) for t in (targets, observed, inputs, truth,
+                                                                             clean[prompt_ids]))
+        recon, logits = rebuild(inputs, prompts, observed)
         rec_loss = (recon - targets).square().mean()
         ref_loss = F.binary_cross_entropy_with_logits(logits, truth) + dice_loss(torch.sigmoid(logits), truth)
-        rec_losses.append(optimizer_step(opt, sched, rec_loss + ref_loss, clip=1.0) - ref_loss.item())
-        ref_losses.append(ref_loss.item())
+        total = optimizer_step(opt, sched, (rec_loss + ref_loss) * share, clip=1.0)
+        ref_losses.append(ddp.mean(ref_loss.detach() * share))
+        rec_losses.append(total - ref_losses[-1])
         show_running_mean(bar, step, rec=rec_losses, refiner=ref_losses)
     model.eval()
     prompt_ids = store_prompts(model, clean, members)

@@ -71,7 +71,7 @@ class Task:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ training and evaluation
-    def train(self, data, out, model: str, **options) -> dict:
+    def train(self, data, out, model: str, **options) -> dict | None:
         raise NotImplementedError
 
     def evaluate(self, predictor, data, **options) -> dict:

@@ -32,7 +32,7 @@ def add_arguments(command: str, g: argparse._ArgumentGroup) -> None:
         g.add_argument("--report", default=None, metavar="DIR",
                        help="write an evaluation report to DIR: report.html with score histograms, ROC and PRO "
                             "curves, per-defect AUROC, false alarms and misses at the threshold, a gallery of "
-                            "the worst images, and images.csv (needs matplotlib: pip install 'edgead[train]')")
+                            "the worst images, and images.csv (needs matplotlib: pip install 'edgead[report]')")
         g.add_argument("--geometry", choices=["network", "original"], default=None,
                        help="where pixel metrics are computed: the network input's valid region (default), or "
                             "the original image's geometry with its long side capped at 256 px (comparable "

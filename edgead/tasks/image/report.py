@@ -43,7 +43,7 @@ GOOD_COLOUR, DEFECT_COLOUR = "#1f77b4", "#e4572e"
 KIND_TEXT = {"normal_quantile": "set from held-out good images", "f1_adaptive": "best F1 on labelled validation images",
              "manual": "set by hand"}
 CSV_COLUMNS = ("path", "product", "defect", "label", "raw_score", "score", "decision")
-INSTALL_HINT = "pip install 'edgead[train]'"
+INSTALL_HINT = "pip install 'edgead[report]'"
 
 
 # ------------------------------------------------------------------------ what the report is about

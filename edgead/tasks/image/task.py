@@ -30,7 +30,7 @@ class ImageTask(Task):
     def check_predict(self, predictor, product: str | None = None) -> None:
         predictor.check_product(product)
 
-    def train(self, data, out, model: str = DEFAULT_MODEL, **options) -> dict:
+    def train(self, data, out, model: str = DEFAULT_MODEL, **options) -> dict | None:
         from edgead.tasks.image.train import train
 
         return train(data, out, model=model, **options)

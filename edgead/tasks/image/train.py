@@ -51,7 +51,7 @@ def train(data: str | Path | list[str | Path], out: str | Path, model: str = DEF
     `resize` None takes the model's own (its module's RESIZE, else letterbox)."""
     import torch
 
-    from edgead.models import configured, ddp, get
+    from edgead.models import configured, get
     from edgead.tasks import check_model
 
     check_model(model, "image", DEFAULT_MODEL)
@@ -66,8 +66,7 @@ def train(data: str | Path | list[str | Path], out: str | Path, model: str = DEF
         raise UsageError(f"{model} has no training loop, so --epochs does not apply; leave it out")
     if threads:
         torch.set_num_threads(threads)
-    with ddp.session():
-        return _train(data, out, model, mod, cfg, epochs, image_size, seed, holdout, resize, val)
+    return _train(data, out, model, mod, cfg, epochs, image_size, seed, holdout, resize, val)
 
 
 def _train(data, out, model: str, mod, cfg, epochs, image_size, seed, holdout, resize, val) -> dict | None:
@@ -99,14 +98,16 @@ def _train(data, out, model: str, mod, cfg, epochs, image_size, seed, holdout, r
         cfg.steps = max(1, epochs * math.ceil(len(fit_set) / cfg.batch_size))
     torch.manual_seed(seed)
     net = mod.Model(cfg, pretrained=True)
-    if unified:
-        log = mod.fit(net, x, seed=seed, groups=np.array([ds.products.index(s.product) if ds.products else 0
-                                                          for s in fit_set]))
-    else:
-        log = mod.fit(net, x, seed=seed)
+    with ddp.session():  # under torchrun the ranks share the fit (edgead.models.ddp); rank 0 goes on alone
+        if unified:
+            log = mod.fit(net, x, seed=seed, groups=np.array([ds.products.index(s.product) if ds.products else 0
+                                                              for s in fit_set]))
+        else:
+            log = mod.fit(net, x, seed=seed)
+        main = ddp.is_main()
     net.eval()
     del x
-    if not ddp.is_main():
+    if not main:
         return None
     if "prompt_images" in log:  # indices into the fit set -> the images a user can look at
         log["prompt_images"] = [fit_set[i].path.relative_to(ds.root).as_posix() for i in log["prompt_images"]]

@@ -3,12 +3,12 @@ Torch-free except training."""
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import numpy as np
 
 from edgead.core.errors import DataError, UsageError
+from edgead.core.machine import launched_processes
 from edgead.core.thresholds import print_false_alarms
 from edgead.tasks.base import FileScores
 from edgead.tasks.pointcloud.data import scan_files
@@ -28,7 +28,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     if len(a.data) > 1:
         raise UsageError(f"--data is given {len(a.data)} times; point-cloud models train on one data set")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if launched_processes() > 1:
         raise UsageError("point-cloud models fit a descriptor bank in one process (nothing to share across ranks); "
                          "run `edgead train` without torchrun")
     if a.epochs is not None:

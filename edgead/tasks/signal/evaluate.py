@@ -82,7 +82,7 @@ def beat_spans(beats: np.ndarray, n: int) -> np.ndarray:
 
 def _eval_series(predictor: SignalPredictor, d: Series, split: dict | None) -> tuple[dict, np.ndarray | None, np.ndarray]:
     spec = predictor.spec
-    x = resample(d.values, d.rate, spec.rate)
+    x = resample(d.values, d.rate, spec.rate, spec.resampling)
     labels, beats = at_rate(d, spec.rate, len(x))
     start = split["train_end"] if split and split.get("kind") == "series" else 0
     res = predictor.predict(x[start:], rate=spec.rate)

@@ -54,7 +54,7 @@ def _file_windows(config: dict, path: str | Path, n: int) -> np.ndarray:
     if isinstance(d, SampleSet):
         raw = d.values
     else:
-        x = resample(d.values, d.rate, spec.rate)
+        x = resample(d.values, d.rate, spec.rate, spec.resampling)
         raw = cut_windows(x, window_starts(len(x), spec.length, spec.hop)[0], spec.length)
     if len(raw) == 0 or raw.shape[1:] != (spec.channels, spec.length):
         raise ValueError(f"{path}: no calibration windows of shape ({spec.channels}, {spec.length}) in it")

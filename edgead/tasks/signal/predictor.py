@@ -24,8 +24,8 @@ import numpy as np
 from edgead.core.errors import DataError, UsageError
 from edgead.core.predictor import BasePredictor
 from edgead.core.thresholds import Override, ThresholdSet
-from edgead.tasks.signal.preprocess import (MaskResampler, Resampler, SignalSpec, as_series, as_windows, cut_windows,
-                                            fill_gaps, normalize, overlap_mean, resample, resample_mask, window_faults,
+from edgead.tasks.signal.preprocess import (SignalSpec, as_series, as_windows, cut_windows, fill_gaps, normalize,
+                                            overlap_mean, resample, resample_mask, resampler, window_faults,
                                             window_starts)
 
 MAX_BATCH = 64  # windows per runtime call when the artefact takes any batch size
@@ -170,8 +170,8 @@ class SignalPredictor(BasePredictor):
         spec = self.spec
         filled, nan = fill_gaps(as_series(samples, spec.channels))
         gaps = nan if missing is None else np.asarray(missing, bool) | (nan if nan is not None else False)
-        x = resample(filled, rate, spec.rate)
-        gaps = resample_mask(gaps, rate, spec.rate) if gaps is not None and np.any(gaps) else None
+        x = resample(filled, rate, spec.rate, spec.resampling)
+        gaps = resample_mask(gaps, rate, spec.rate, spec.resampling) if gaps is not None and np.any(gaps) else None
         n = len(x)
         starts, tail = window_starts(n, spec.length, spec.hop)
         if not len(starts):
@@ -210,9 +210,9 @@ class SignalStream:
         self.spec = spec = predictor.spec
         if spec.hop > spec.length:
             raise ValueError(f"hop {spec.hop} > window length {spec.length}: samples between windows would never be scored")
-        self.resampler = Resampler(rate, spec.rate)
+        self.resampler = resampler(rate, spec.rate, spec.resampling)
         self.buf = np.zeros((0, spec.channels), np.float32)  # model-rate samples from buf_start
-        self.mask_resampler = MaskResampler(rate, spec.rate)  # the same output schedule as `resampler`
+        self.mask_resampler = resampler(rate, spec.rate, spec.resampling, mask=True)  # the same output schedule
         self.mbuf = np.zeros((0, 1), bool)  # the sample was filled (missing), aligned with buf
         self.buf_start = 0
         self.n = 0  # model-rate samples received

@@ -13,6 +13,7 @@ import numpy as np
 from edgead.core.errors import DataError
 
 NORMS = ("window", "global", "none")
+RESAMPLINGS = ("polyphase", "linear")
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,13 @@ class SignalSpec:
     std: tuple[float, ...] = ()
     min_std: float = 1e-3  # floor of the per-window std (flat windows are not blown up)
     channel_names: tuple[str, ...] = ()
+    resampling: str = "polyphase"  # how recordings reach `rate`; runs from before it was recorded: "linear"
 
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
             raise ValueError(f"input.norm must be one of {NORMS}, got {self.norm!r}")
+        if self.resampling not in RESAMPLINGS:
+            raise ValueError(f"input.resampling must be one of {RESAMPLINGS}, got {self.resampling!r}")
         if self.length < 2 or self.hop < 1 or self.channels < 1:
             raise ValueError(f"bad signal spec: length {self.length}, hop {self.hop}, channels {self.channels}")
         if self.norm == "global" and (len(self.mean) != self.channels or len(self.std) != self.channels):
@@ -47,6 +51,7 @@ class SignalSpec:
         d = {k: v for k, v in d.items() if k != "kind"}
         for k in ("mean", "std", "channel_names"):
             d[k] = tuple(d.get(k, ()))
+        d.setdefault("resampling", "linear")  # a model trained before the anti-aliased resampler
         return cls(**d)
 
 
@@ -290,15 +295,67 @@ class MaskResampler(Resampler):
         return np.asarray(y) > 0
 
 
-def resample(x: np.ndarray, src: float | None, dst: float | None) -> np.ndarray:
+class LinearResampler:
+    """The resampling of models trained before the anti-aliased one (input.resampling "linear"):
+    output k is the linear interpolation at source position k src / dst, produced once the two
+    source samples around it exist. Kept so that such models score as they were trained."""
+
+    def __init__(self, src: float | None, dst: float | None, mask: bool = False):
+        self.identity = src is None or dst is None or float(src) == float(dst)
+        self.mask = mask  # a missing-sample mask: outputs touching a missing sample are missing
+        if not self.identity:
+            check_rates(src, dst)
+            r = Fraction(float(src)).limit_denominator(1_000_000) / Fraction(float(dst)).limit_denominator(1_000_000)
+            self.p, self.q = r.numerator, r.denominator  # source step per output sample = p / q
+        self.k = 0  # next output index
+        self.offset = 0  # source index of buf[0]
+        self.buf = np.zeros((0, 0), np.float64)
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        if self.identity:
+            return self._finish(np.asarray(x))
+        x = np.asarray(x, np.float64)
+        self.buf = x if self.buf.size == 0 else np.concatenate([self.buf, x])
+        end = self.offset + len(self.buf)  # source samples seen so far
+        k_hi = (end - 1) * self.q // self.p  # last k whose left neighbour i0 = floor(k p / q) has arrived
+        ks = np.arange(self.k, k_hi + 1, dtype=np.int64)
+        i0, rem = ks * self.p // self.q, ks * self.p % self.q
+        ok = (rem == 0) | (i0 + 1 < end)  # on a sample, or both neighbours there
+        ks, i0, rem = ks[ok], i0[ok], rem[ok]
+        frac = (rem / self.q).reshape(-1, *([1] * (x.ndim - 1)))
+        j0 = i0 - self.offset
+        y = self.buf[j0] * (1.0 - frac) + self.buf[np.minimum(j0 + 1, len(self.buf) - 1)] * frac
+        if len(ks):
+            self.k = int(ks[-1]) + 1
+        drop = min(max(0, self.k * self.p // self.q - self.offset), len(self.buf))
+        self.buf, self.offset = self.buf[drop:], self.offset + drop
+        return self._finish(y)
+
+    def flush(self) -> np.ndarray:
+        return self._finish(np.zeros((0,) + self.buf.shape[1:]))
+
+    def _finish(self, y: np.ndarray) -> np.ndarray:
+        return y > 0 if self.mask else np.asarray(y, np.float32)
+
+
+def resampler(src: float | None, dst: float | None, method: str = "polyphase", mask: bool = False):
+    """The streaming resampler of `method` (a spec's `resampling`), for samples or a missing mask."""
+    if method == "linear":
+        return LinearResampler(src, dst, mask)
+    return (MaskResampler if mask else Resampler)(src, dst)
+
+
+def resample(x: np.ndarray, src: float | None, dst: float | None, method: str = "polyphase") -> np.ndarray:
     """(T, C) samples from `src` to `dst` Hz (identity when either is None): float32."""
-    r = Resampler(src, dst)
+    r = resampler(src, dst, method)
+    if r.identity:
+        return np.asarray(x, np.float32)
     return np.concatenate([r.push(x), r.flush()])
 
 
-def resample_mask(mask: np.ndarray, src: float | None, dst: float | None) -> np.ndarray:
+def resample_mask(mask: np.ndarray, src: float | None, dst: float | None, method: str = "polyphase") -> np.ndarray:
     """(T,) missing-sample mask from `src` to `dst` Hz, aligned with `resample`'s output: bool."""
-    r = MaskResampler(src, dst)
+    r = resampler(src, dst, method, mask=True)
     return np.concatenate([r.push(mask), r.flush()])
 
 

@@ -27,7 +27,7 @@ def training_windows(cfg: dict, n: int, seed: int = 0) -> np.ndarray:
         idx = split_samples(d.labels, split["train_fraction"], split["holdout"], split["seed"])["fit"]
         raw = d.values[idx]
     else:
-        x = resample(d.values, d.rate, spec.rate)[: split["fit_end"]]
+        x = resample(d.values, d.rate, spec.rate, spec.resampling)[: split["fit_end"]]
         raw = cut_windows(x, window_starts(len(x), spec.length, spec.hop)[0], spec.length)
     pick = np.unique(np.linspace(0, len(raw) - 1, min(n, len(raw))).round().astype(int))
     return normalize(raw[pick], spec)

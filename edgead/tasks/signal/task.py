@@ -27,7 +27,7 @@ class SignalTask(Task):
     input_files = staticmethod(cli.input_files)
     score_file = staticmethod(cli.score_file)
 
-    def train(self, data, out, model: str = "mmae", **options) -> dict:
+    def train(self, data, out, model: str = "mmae", **options) -> dict | None:
         from edgead.tasks.signal.train import train_signal
 
         return train_signal(data, out, model=model, **options)
@@ -83,7 +83,7 @@ def timing_windows(predictor, spec: Mapping) -> np.ndarray:
         d, _ = load_with_channels(spec["signal_file"], None, list(s.channel_names))
         if isinstance(d, SampleSet):
             return d.values[:TIMING_WINDOWS]
-        x = resample(d.values, d.rate, s.rate)
+        x = resample(d.values, d.rate, s.rate, s.resampling)
         if len(x) < s.length:
             raise DataError(f"{spec['signal_file']}: {len(x)} samples at the model rate, fewer than one window ({s.length})")
         return cut_windows(x, window_starts(len(x), s.length, s.hop)[0][:TIMING_WINDOWS], s.length)

@@ -87,8 +87,9 @@ def train_signal(data: str | Path, out: str | Path, model: str = "mmae", data_ki
     net = mod.Model(cfg)
     with ddp.session():  # under torchrun the ranks share each step's batch (edgead.models.ddp)
         log = mod.fit(net, prep["sample_batch"], prep["calibration"], seed=seed)
-        if not ddp.is_main():
-            return None
+        main = ddp.is_main()
+    if not main:
+        return None
     net.eval()
 
     config = {
