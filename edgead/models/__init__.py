@@ -35,6 +35,8 @@ MODELS: dict[str, ModelEntry] = {
     "gridcore": ModelEntry("edgead.models.gridcore", "pointcloud", "organised scans (depth cameras, MVTec 3D-AD): "
                            "descriptors and bank search all inside the graph; no scipy on the device"),
     "mmae": ModelEntry("edgead.models.mmae", "signal", "signals (ECG, sensor series): multi-scale masked autoencoder, < 0.5 M parameters"),
+    "windowknn": ModelEntry("edgead.models.windowknn", "signal", "signals: distance to the nearest normal window, searched "
+                            "in the graph; beats mmae on beat-to-beat ECG and short spikes, not on slow periodic series"),
 }
 
 DEFAULT_MODEL = "padim"  # what `edgead train` fits without --model; why: BENCHMARKS.md, issue 17

@@ -73,6 +73,11 @@ def choose_patch(length: int, target: int = 8) -> int:
     return min(divisors, key=lambda p: (abs(p - target), -p))
 
 
+def config_for(channels: int, length: int) -> MMAEConfig:
+    """The default config for windows of `length` samples of `channels` channels."""
+    return MMAEConfig(channels=channels, length=length, patch=choose_patch(length))
+
+
 def inference_masks(tokens: int, scales: tuple[int, ...], ratios: tuple[float, ...]) -> np.ndarray:
     """(K, tokens) float32, 1 = hidden; every token is hidden exactly once per (scale, ratio)."""
     masks = []

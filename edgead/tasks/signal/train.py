@@ -74,11 +74,13 @@ def train_signal(data: str | Path, out: str | Path, model: str = "mmae", data_ki
         prep = _prepare_series(d, window, hop, rate, norm, train_fraction, holdout)
     spec: SignalSpec = prep["spec"]
 
-    cfg = mod.Config(channels=spec.channels, length=spec.length, patch=mod.choose_patch(spec.length))
+    cfg = mod.config_for(spec.channels, spec.length)
     for k, v in (model_config or {}).items():
         if not hasattr(cfg, k) or k in ("channels", "length"):
             raise ValueError(f"unknown or fixed model setting {k!r} for {model}")
         setattr(cfg, k, tuple(v) if isinstance(v, list) else v)
+    if (steps is not None or epochs is not None) and not hasattr(cfg, "steps"):
+        raise UsageError(f"{model} has no training loop, so --steps and --epochs do not apply; leave them out")
     if steps is not None:
         cfg.steps = steps
     elif epochs is not None:
