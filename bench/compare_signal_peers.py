@@ -1,18 +1,20 @@
-"""MMAE-lite against the classic detectors signal users already have, side by side on exactly
-edgead's split and windows (issue 24).
+"""edgead's signal models against the classic detectors signal users already have, side by side
+on exactly edgead's split and windows (issue 24).
 
-For each data set, `edgead train` with its defaults (plus --train KEY=VALUE) fixes the split, the
-model rate, the windows and their normalisation. Each peer is fitted on the same normalised
-windows of the same fit part, and scored through edgead's own SignalPredictor and evaluation
-(a peer's window score stands for every point of the window, and points average the windows
-covering them, as MMAE-lite's do), so every figure is computed by one piece of code:
+For each data set, `edgead train` of each of edgead's signal models (mmae, windowknn) with their
+defaults (plus --train KEY=VALUE) fixes the split, the model rate, the windows and their
+normalisation. Each peer is fitted on the same normalised windows of the same fit part, and scored
+through edgead's own SignalPredictor and evaluation (a peer's window score stands for every point
+of the window, and points average the windows covering them, as edgead's models' do), so every
+figure is computed by one piece of code:
 - 1-NN: Euclidean distance to the nearest fit window, each window z-normalised per channel;
 - KNN (k = 5), LOF (k = 20), IsolationForest: pyod, on the flattened normalised windows;
 - matrix profile: stumpy's distance of each z-normalised window to its nearest fit subsequence
   at any offset (the AB-join; summed over channels); recordings only.
 
     pip install -e '.[bench]'     # stumpy, pyod (scikit-learn comes with dev)
-    python bench/compare_signal_peers.py [--only ecg5000,mitbih100,...] [--train KEY=VALUE ...] [--tag NAME]
+    python bench/compare_signal_peers.py [--only ecg5000,mitbih100,...] [--models mmae,windowknn]
+                                         [--train KEY=VALUE ...] [--tag NAME]
 
 Writes bench/results/signal_peers[_TAG].json and prints the markdown table of BENCHMARKS.md."""
 from __future__ import annotations
@@ -151,29 +153,35 @@ def fit_part(config: dict, data: Path):
     return windows, fit, x[split["train_end"]:]
 
 
-def compare(name: str, data: Path, work: Path, train_kw: dict, with_peers: bool) -> list[dict]:
-    from edgead.core.run import read_run_config
+def edgead_row(name: str, data: Path, run: Path, model: str, train_kw: dict) -> tuple[dict, dict]:
+    """Train `model` with edgead's defaults (and `train_kw`) and evaluate it: its row and run record."""
     from edgead.tasks.signal.evaluate import evaluate_windows
     from edgead.tasks.signal.predictor import SignalPredictor
     from edgead.tasks.signal.train import train_signal
 
-    run = work / name
     t = time.perf_counter()
-    cfg = train_signal(data, run, **train_kw)
+    cfg = train_signal(data, run, model=model, **train_kw)
     fit_s = time.perf_counter() - t
     spec = cfg["input"]
     t = time.perf_counter()
     res = evaluate_windows(SignalPredictor(run), data)[0]
-    score_s = time.perf_counter() - t
     n = res.get("n_points") or res.get("n_samples", 0) * spec["length"]
-    rows = [{"data": name, "detector": f"{cfg['model']['name']} (edgead)", "fit_s": round(fit_s, 1),
-             "ms_per_10k_points": round(1e7 * score_s / n, 1), "window": spec["length"], "hop": spec["hop"],
-             "rate": spec.get("rate"), "norm": spec["norm"], **{k: res.get(k) for k in METRICS}}]
-    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    if not with_peers:
-        return rows
+    row = {"data": name, "detector": f"{model} (edgead)", "fit_s": round(fit_s, 1), "points": int(n),
+           "ms_per_10k_points": round(1e7 * (time.perf_counter() - t) / n, 1), "window": spec["length"],
+           "hop": spec["hop"], "rate": spec.get("rate"), "norm": spec["norm"], **{k: res.get(k) for k in METRICS}}
+    return row, cfg
+
+
+def peer_rows(name: str, data: Path, run: Path, n: int) -> list[dict]:
+    """Every peer on the split and windows of the edgead run `run`."""
+    from edgead.core.run import read_run_config
+    from edgead.tasks.signal.evaluate import evaluate_windows
+    from edgead.tasks.signal.predictor import SignalPredictor
+
     config = read_run_config(run)
+    spec = config["input"]
     windows, series, test = fit_part(config, data)
+    rows = []
     for det in peers():
         try:
             t = time.perf_counter()
@@ -186,10 +194,31 @@ def compare(name: str, data: Path, work: Path, train_kw: dict, with_peers: bool)
         if hasattr(det, "prepare"):  # the matrix profile is computed over the whole test part at once
             det.prepare(test, spec["length"], spec["hop"])
         got = evaluate_windows(SignalPredictor.from_backend(config, backend, target="peer"), data)[0]
-        score_s = time.perf_counter() - t
         rows.append({"data": name, "detector": det.name, "fit_s": round(fit_s, 2),
-                     "ms_per_10k_points": round(1e7 * score_s / n, 1), **{k: got.get(k) for k in METRICS}})
+                     "ms_per_10k_points": round(1e7 * (time.perf_counter() - t) / n, 1), **{k: got.get(k) for k in METRICS}})
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
+def compare(name: str, data: Path, work: Path, models: list[str], train_kw: dict, with_peers: bool) -> list[dict]:
+    """edgead's `models`, then the peers on the first model's split and windows (the same for every
+    model: both come from the data and the defaults)."""
+    from edgead.core.errors import DataError
+
+    rows, first = [], None
+    for model in models:
+        try:
+            row, cfg = edgead_row(name, data, work / model / name, model, train_kw)
+        except DataError as e:  # e.g. a recording too short for the default window: say so in the table
+            row, cfg = {"data": name, "detector": f"{model} (edgead): {e}", "fit_s": None, "ms_per_10k_points": None,
+                        **{k: None for k in METRICS}}, None
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+        if cfg is not None and first is None:
+            first = (work / model / name, row)
+    if with_peers and first is not None:
+        run, row = first
+        rows += peer_rows(name, data, run, row["points"])
     return rows
 
 
@@ -214,14 +243,12 @@ def setting(pair: str) -> tuple[str, object]:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--only", default=",".join(DATASETS))
+    p.add_argument("--models", default="mmae,windowknn", help="edgead's signal models to compare")
     p.add_argument("--train", action="append", default=[], metavar="KEY=VALUE", help="train_signal keyword")
-    p.add_argument("--no-peers", action="store_true", help="MMAE-lite only (peers do not depend on its settings "
-                   "but the windows do)")
+    p.add_argument("--no-peers", action="store_true", help="edgead's models only")
     p.add_argument("--tag", default="")
     p.add_argument("--work", default=str(HERE / "work" / "signal_peers"))
     a = p.parse_args()
-    from edgead.core.errors import DataError
-
     train_kw = dict(setting(s) for s in a.train)
     rows = []
     for name in a.only.split(","):
@@ -229,13 +256,8 @@ def main() -> None:
         if not (data.exists() or data.with_suffix(".hea").exists()):
             print(f"skip {name}: {data} is absent", file=sys.stderr)
             continue
-        try:
-            rows += compare(name, data, Path(a.work) / (a.tag or "default"), train_kw, not a.no_peers)
-        except DataError as e:  # e.g. a recording too short for the default window: say so in the table
-            rows.append({"data": name, "detector": f"{train_kw.get('model', 'mmae')} (edgead): {e}", "fit_s": None,
-                         "ms_per_10k_points": None,
-                         **{k: None for k in METRICS}})
-            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        rows += compare(name, data, Path(a.work) / (a.tag or "default"), a.models.split(","), train_kw,
+                        not a.no_peers)
     from edgead.core.machine import machine_info
 
     out = HERE / "results" / f"signal_peers{'_' + a.tag if a.tag else ''}.json"

@@ -3,7 +3,7 @@ bench/compare_signal_peers.py trained (issue 24): the bank is the fit part's nor
 stride hop / DIV; each score is divided by its mean on the hold-out part; "nn" is the distance
 alone, "sum" and "max" combine it with MMAE-lite's point scores.
 
-usage: python bench/signal_fusion.py bench/work/signal_peers/default ecg5000,mitbih100,... [DIV] [K]
+usage: python bench/signal_fusion.py bench/work/signal_peers/default/mmae ecg5000,mitbih100,... [DIV] [K]
 prints one JSON line per data set and mode"""
 import json
 import sys

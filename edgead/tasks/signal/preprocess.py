@@ -310,8 +310,10 @@ class LinearResampler:
         self.k = 0  # next output index
         self.offset = 0  # source index of buf[0]
         self.buf = np.zeros((0, 0), np.float64)
+        self.shape: tuple[int, ...] = ()  # of one sample
 
     def push(self, x: np.ndarray) -> np.ndarray:
+        self.shape = np.shape(x)[1:]
         if self.identity:
             return self._finish(np.asarray(x))
         x = np.asarray(x, np.float64)
@@ -332,7 +334,7 @@ class LinearResampler:
         return self._finish(y)
 
     def flush(self) -> np.ndarray:
-        return self._finish(np.zeros((0,) + self.buf.shape[1:]))
+        return self._finish(np.zeros((0,) + self.shape))
 
     def _finish(self, y: np.ndarray) -> np.ndarray:
         return y > 0 if self.mask else np.asarray(y, np.float32)
@@ -356,6 +358,8 @@ def resample(x: np.ndarray, src: float | None, dst: float | None, method: str = 
 def resample_mask(mask: np.ndarray, src: float | None, dst: float | None, method: str = "polyphase") -> np.ndarray:
     """(T,) missing-sample mask from `src` to `dst` Hz, aligned with `resample`'s output: bool."""
     r = resampler(src, dst, method, mask=True)
+    if r.identity:
+        return np.asarray(mask, bool)
     return np.concatenate([r.push(mask), r.flush()])
 
 
