@@ -212,6 +212,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
     import runtimes
 
     from edgead import targets as target_table
+    from edgead.core.quiet import quiet
     from edgead.export import export
     from edgead.tasks.image.cli import expand
     from edgead.tasks.image.evaluate import evaluate
@@ -232,7 +233,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
     pairs = [(t.name, t.runtime) for t in target_table.TARGETS.values() if runtimes.available(t.runtime)]
     targets = [t for t, _ in pairs]
     print(f"[3/4] exporting {', '.join(targets)} to {out / 'bundle'}", flush=True)
-    export(out / "run", out / "bundle", targets)
+    with quiet(beside(out / "bundle", ".export.log")) as say:
+        export(out / "run", out / "bundle", targets, log=lambda msg: say("      " + msg))
     print("[4/4] the same test images on every runtime, through the torch-free Predictor", flush=True)
     images = expand([str(data / "test")])
     for rt in ["torch"] + [rt for _, rt in pairs]:
