@@ -114,6 +114,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
     named = task.input_files(a.paths)
     maps = Path(a.save_maps) if a.save_maps else None
     print(f"edgead predict: scoring with {pred.choice.reason}", file=sys.stderr, flush=True)
+    by = pred.scored_by()
     failed = 0
     for path, name in named:
         try:
@@ -123,7 +124,6 @@ def cmd_predict(a: argparse.Namespace) -> int:
             print(json.dumps({"path": str(path), "error": str(e)}) if a.json else f"ERROR {path}: {e}", flush=True)
             continue
         if a.json:
-            by = pred.scored_by()
             print("\n".join(json.dumps({**row, **by}) for row in res.rows), flush=True)
         else:
             print(res.line, flush=True)

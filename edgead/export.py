@@ -319,10 +319,11 @@ def _time_pair(runtime: str, fp32_file: Path, int8_file: Path, x: np.ndarray, in
                 if i >= 3:  # warm-up calls are not counted
                     times.append((time.perf_counter() - started) * 1e3)
     except Exception as e:  # noqa: BLE001 - any runtime failure here is reported, never fatal
-        log(f"{target}_int8: could not be timed against FP32 ({type(e).__name__}: {e}); precision=auto will pick FP32")
+        log(f"{targets.get(target).int8_key}: could not be timed against FP32 ({type(e).__name__}: {e}); "
+            "precision=auto will pick FP32")
         return None
     fp32_ms, int8_ms = (float(np.median(t)) for t in ms)
-    log(f"{target}_int8: {int8_ms:.2f} ms per model call vs FP32 {fp32_ms:.2f} ms on this machine")
+    log(f"{targets.get(target).int8_key}: {int8_ms:.2f} ms per model call vs FP32 {fp32_ms:.2f} ms on this machine")
     entry = export_entry(int8_ms)
     entry["fp32"] = {"target": target, **export_entry(fp32_ms)}
     return entry

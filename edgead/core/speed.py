@@ -50,10 +50,15 @@ def figures(bundle_dir: str | os.PathLike | None, manifest: Mapping, machine: st
     return found, " and ".join(sources) + " on this machine"
 
 
-def _by_threads(ms: dict[str, float]) -> dict[str, float]:
-    """Figures keyed by thread count: the runtime's default is taken as one thread per usable
+def _count(key: str) -> str:
+    """A thread key as a thread count: the runtime's default is taken as one thread per usable
     core (export times with the default, `edgead benchmark` with 1 and all cores)."""
-    return {str(usable_cores()) if t == DEFAULT else t: v for t, v in ms.items() if t == DEFAULT or t.isdigit()}
+    return str(usable_cores()) if key == DEFAULT else key
+
+
+def _by_threads(ms: dict[str, float]) -> dict[str, float]:
+    """Figures keyed by thread count (see `_count`)."""
+    return {_count(t): v for t, v in ms.items() if t == DEFAULT or t.isdigit()}
 
 
 def _get(record, key: str):
@@ -104,8 +109,8 @@ def faster_int8(fp32: str, int8: str, found: Figures, source: str, threads: int 
     if not common:
         return Verdict(False, f"{fp32} (FP32): INT8 was not timed on this machine; run `edgead benchmark BUNDLE` here "
                               "to choose by measured speed, or ask for --precision int8")
-    want = _by_threads({thread_key(threads): 0.0})
-    t = next(iter(want)) if next(iter(want)) in common else max(common, key=int)
+    want = _count(thread_key(threads))
+    t = want if want in common else max(common, key=int)
     f, q = a[t], b[t]
     figures_text = f"{q:.2f} ms INT8 vs {f:.2f} ms FP32 ({t} threads, {source})"
     if q < INT8_MUST_TAKE * f:

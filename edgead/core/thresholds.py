@@ -82,8 +82,9 @@ def normal_quantile(normal_scores: ArrayLike, q: float = DEFAULT_Q) -> float:
     ``needed_for(q)`` samples it is their maximum and the rate, ``1 / (n + 1)``, is above 1 - q."""
     if not 0.0 < q <= 1.0:
         raise ValueError(f"q must be in (0, 1], got {q}")
-    s = np.sort(_finite_1d(normal_scores, "normal_scores"))
-    return float(s[rank(s.size, q) - 1])
+    s = _finite_1d(normal_scores, "normal_scores")
+    k = rank(s.size, q) - 1
+    return float(np.partition(s, k)[k])
 
 
 @dataclass(frozen=True)

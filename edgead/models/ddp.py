@@ -137,10 +137,11 @@ def local(batch):
     return batch[rank()::world()]
 
 
-def share(local_size: int, global_size: int) -> float:
-    """What a rank's mean loss over its slice is weighted by, so that DDP's average of the ranks'
-    gradients is the gradient of the mean over the whole batch (1 when slices are equal)."""
-    return local_size * world() / global_size if active() else 1.0
+def share(global_size: int) -> float:
+    """What a rank's mean loss over its slice of a global batch of `global_size` (see `local`) is
+    weighted by, so that DDP's average of the ranks' gradients is the gradient of the mean over
+    the whole batch (1 when slices are equal)."""
+    return len(range(rank(), global_size, world())) * world() / global_size if active() else 1.0
 
 
 def wrap(module: nn.Module, call: Callable | None = None, unused: bool = False) -> Callable:

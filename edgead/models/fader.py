@@ -152,7 +152,7 @@ def fit(model: FADeRLite, images: np.ndarray, seed: int = 0) -> dict:
     for step in bar:
         clean = feats[torch.randint(0, n, (min(cfg.batch_size, n),), generator=gen)]
         noisy = perturb(clean, cfg.noise_fraction, cfg.noise_scale, gen)
-        share = ddp.share(len(ddp.local(clean)), len(clean))
+        share = ddp.share(len(clean))
         clean, noisy = ddp.local(clean), ddp.local(noisy)  # drawn as one process would, trained on by this rank
         x = model.excise(noisy)
         recon, (g0, g1) = unet(x)

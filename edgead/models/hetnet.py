@@ -181,7 +181,7 @@ def fit(model: HetNetLite, images: np.ndarray, seed: int = 0) -> dict:
         m = patch_mask(len(idx), fused_all.shape[2], fused_all.shape[3], cfg.noise_prob, gen)
         lo, hi = cfg.noise_scale
         scale = lo + (hi - lo) * torch.rand(len(idx), 1, 1, 1, generator=gen)
-        share = ddp.share(len(ddp.local(idx)), len(idx))
+        share = ddp.share(len(idx))
         idx, m, scale, draw = (ddp.local(t) for t in (idx, m, scale, noise.sample(len(idx), gen)))  # draws as one process
         b4, b8, b16 = model.norm4(f4[idx]), model.norm8(f8[idx]), model.norm16(f16[idx])
         clean = fused_all[idx]

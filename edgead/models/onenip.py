@@ -176,7 +176,7 @@ def fit(model: OneNIPLite, images: np.ndarray, seed: int = 0, groups: np.ndarray
         truth = torch.cat([fake_masks[faulty], torch.zeros(len(normal), 1, h, w)])
         shown = [int(i) for i in sources[faulty]] + normal  # the normal image behind each sample
         prompt_ids = [other_image(members[int(products[g])], i, rng) for g, i in zip(picked, shown)]
-        share = ddp.share(len(ddp.local(targets)), len(targets))  # drawn as one process would; this rank's slice:
+        share = ddp.share(len(targets))  # drawn as one process would; this rank's slice:
         targets, observed, inputs, truth, prompts = (ddp.local(t) for t in (targets, observed, inputs, truth,
                                                                              clean[prompt_ids]))
         recon, logits = rebuild(inputs, prompts, observed)

@@ -110,7 +110,7 @@ def fit(model: PBASLite, images: np.ndarray, seed: int = 0) -> dict:
         x = flat[torch.randint(0, n, (min(cfg.patches, n),), generator=gen)]
         if cfg.feature_noise > 0:
             x = x + cfg.feature_noise * torch.randn(x.shape, generator=gen)
-        share = ddp.share(len(ddp.local(x)), len(x))
+        share = ddp.share(len(x))
         x = ddp.local(x)  # drawn as one process would, trained on by this rank
         true = projection(_column(x))[0, :, :, 0].T
         fake, r = synthesise(true, centres, cfg.k)

@@ -223,7 +223,7 @@ def fit(model: UniADLite, images: np.ndarray, seed: int = 0, groups: np.ndarray 
     for step in bar:
         clean = tokens[[rng.choice(members[i]) for i in rng.integers(0, len(members), cfg.batch_size)]]
         noisy = clean + jitter_noise(clean, cfg.jitter)
-        share = ddp.share(len(ddp.local(clean)), len(clean))
+        share = ddp.share(len(clean))
         clean, noisy = ddp.local(clean), ddp.local(noisy)  # drawn as one process would, trained on by this rank
         loss = (reconstruct(noisy) - clean).square().mean() * share
         losses.append(optimizer_step(opt, sched, loss, clip=1.0))

@@ -107,7 +107,7 @@ class ScoredImage:
 def figures(scored: list[ScoredImage]) -> dict:
     """The metrics and the decisions at the threshold; for a product set, each product's
     (`products`) and their mean, with the decisions counted over every product."""
-    products = list(dict.fromkeys(r.sample.product for r in scored))
+    products = products_of(scored)
     if products == [""]:
         return {**summarize(scored), **at_threshold(scored)}
     per = {p: {**summarize(of_product(scored, p)), **at_threshold(of_product(scored, p))} for p in products}
@@ -118,6 +118,11 @@ def figures(scored: list[ScoredImage]) -> dict:
     out.update(at_threshold(scored))  # the counts over every product, each at its own threshold
     out["products"] = per
     return out
+
+
+def products_of(scored: list[ScoredImage]) -> list[str]:
+    """The product folders of the scored images, in order ("" alone for one product)."""
+    return list(dict.fromkeys(r.sample.product for r in scored))
 
 
 def of_product(scored: list[ScoredImage], product: str) -> list[ScoredImage]:

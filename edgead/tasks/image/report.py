@@ -22,7 +22,7 @@ from edgead.core.atomic import atomic_folder, check_replaceable
 from edgead.core.errors import UsageError
 from edgead.core.opencv import cv2
 from edgead.core.thresholds import FalseAlarms, ThresholdSet, needed_for
-from edgead.tasks.image.evaluate import ScoredImage, at_threshold, of_product, pixel_pairs
+from edgead.tasks.image.evaluate import ScoredImage, at_threshold, of_product, pixel_pairs, products_of
 from edgead.tasks.image.preprocess import read_image
 from edgead.tasks.image.visualize import HEAT_FLOOR, overlay
 
@@ -112,17 +112,8 @@ def decision(r: ScoredImage) -> str:
 
 
 # ------------------------------------------------------------------------ grouping
-def products(records: list[ScoredImage]) -> list[str]:
-    """The product folders of the test images, as eval's figures are keyed ("" for one product)."""
-    return list(dict.fromkeys(r.sample.product for r in records))
-
-
-def of(records: list[ScoredImage], product: str) -> list[ScoredImage]:
-    return of_product(records, product) if product else records
-
-
 def is_product_set(records: list[ScoredImage]) -> bool:
-    return products(records) != [""]
+    return products_of(records) != [""]
 
 
 def has_thresholds(records: list[ScoredImage]) -> bool:
@@ -159,7 +150,7 @@ def threshold_section(records: list[ScoredImage], summary: dict) -> str:
                               "have no threshold line.</p>")
     rows = []
     for p, m in figures_of(summary).items():
-        th = of(records, p)[0].image_thresholds
+        th = of_product(records, p)[0].image_thresholds
         rows.append([product_label(p), f"{th.threshold:.4g} ({th.active})", str(m.get("n_good", 0)),
                      count_and_rate(m.get("false_alarms"), m.get("false_alarm_rate")), expected_text(th),
                      str(m.get("n_defective", 0)), count_and_rate(m.get("misses"), m.get("miss_rate"))])
@@ -347,8 +338,8 @@ class DefectRow:
 
 def defect_rows(records: list[ScoredImage]) -> list[DefectRow]:
     rows = []
-    for p in products(records):
-        mine = of(records, p)
+    for p in products_of(records):
+        mine = of_product(records, p)
         good = [r for r in mine if r.sample.label == 0]
         for defect in sorted({r.sample.defect for r in mine if r.sample.label == 1}):
             bad = [r for r in mine if r.sample.label == 1 and r.sample.defect == defect]
@@ -440,7 +431,7 @@ def bin_edges(values: np.ndarray, bins: int, threshold: float | None) -> np.ndar
 
 
 def roc_plot(records: list[ScoredImage], summary: dict) -> Figure | None:
-    curves = [(p, of(records, p)) for p in products(records)]
+    curves = [(p, of_product(records, p)) for p in products_of(records)]
     curves = [(p, rs) for p, rs in curves if len({r.sample.label for r in rs}) == 2]
     if not curves:
         return None
@@ -465,8 +456,8 @@ def roc_plot(records: list[ScoredImage], summary: dict) -> Figure | None:
 
 def pro_plot(records: list[ScoredImage], summary: dict) -> Figure | None:
     curves = []
-    for p in products(records):
-        maps, masks = pixel_pairs(of(records, p))
+    for p in products_of(records):
+        maps, masks = pixel_pairs(of_product(records, p))
         if any(m.any() for m in masks) and not all(m.all() for m in masks):
             curves.append((p, *metrics.pro_curve(masks, maps, PRO_FPR_LIMIT, points=CURVE_POINTS)))
     if not curves:
